@@ -1,0 +1,302 @@
+"""Typed generation configs, loaded from YAML; presets I-IV ship as YAML in `presets/`.
+
+A user YAML may start with `extends: <preset or path>` and override any field; the merge is a
+deep merge of mappings (lists are replaced whole).
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synthreid.errors import ConfigError
+
+PRESET_NAMES = ("I", "II", "III", "IV")
+TEXTURE_FAMILIES = ("stripes", "checks", "noise", "dots", "plaid")
+HAIR_STYLES = ("none", "buzz", "short", "bob", "long", "bun", "ponytail")
+ACCESSORIES = ("backpack", "shoulder_bag", "hat", "cap", "glasses")
+BUILTIN_CUBEMAPS = ("brick", "tiles", "street", "office")
+CUBEMAP_FACES = ("px", "nx", "py", "ny", "pz", "nz")  # +x, -x, +y, -y, +z (up), -z (down)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+Interval = tuple[float, float]
+
+
+def _ordered(value: Interval) -> Interval:
+    low, high = value
+    if low > high:
+        raise ValueError(f"lower bound {low} is above upper bound {high}")
+    return value
+
+
+RGB = Annotated[tuple[float, float, float], Field(description="sRGB in [0, 1]")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BodyConfig(Strict):
+    female_probability: float = Field(0.5, ge=0, le=1)
+    age_years: Interval = (18.0, 70.0)
+    height_m_male: Interval = (1.62, 1.92)
+    height_m_female: Interval = (1.52, 1.80)
+    muscle: Interval = (0.2, 0.8)
+    weight: Interval = (0.2, 0.8)
+    proportions: Interval = (0.3, 0.7)
+    skin_tones: list[RGB] = Field(
+        default_factory=lambda: [
+            (0.90, 0.72, 0.62), (0.80, 0.60, 0.48), (0.68, 0.48, 0.36),
+            (0.52, 0.35, 0.25), (0.36, 0.23, 0.16), (0.24, 0.15, 0.10),
+        ]
+    )
+
+    _check = field_validator("age_years", "height_m_male", "height_m_female", "muscle", "weight",
+                             "proportions")(_ordered)
+
+    @field_validator("muscle", "weight", "proportions")
+    @classmethod
+    def _unit(cls, value: Interval) -> Interval:
+        if not (0 <= value[0] and value[1] <= 1):
+            raise ValueError("anny phenotypes live in [0, 1]")
+        return value
+
+
+class ClothesConfig(Strict):
+    colour_model: Literal["bright", "realistic"] = "realistic"
+    sleeve_length: Interval = (0.25, 0.95)  # fraction of the arm, shoulder to wrist
+    leg_length: Interval = (0.35, 1.0)  # fraction of the leg, hip to ankle
+    skirt_probability: float = Field(0.0, ge=0, le=1)
+    shoes: bool = True
+    texture_probability: float = Field(0.0, ge=0, le=1)
+    texture_families: list[str] = Field(default_factory=lambda: list(TEXTURE_FAMILIES))
+
+    _check = field_validator("sleeve_length", "leg_length")(_ordered)
+
+    @field_validator("texture_families")
+    @classmethod
+    def _known_families(cls, families: list[str]) -> list[str]:
+        unknown = [f for f in families if f not in TEXTURE_FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown texture family {unknown[0]!r}; expected one of "
+                             f"{', '.join(TEXTURE_FAMILIES)}")
+        return families
+
+
+class HairConfig(Strict):
+    styles: list[str] = Field(default_factory=lambda: ["none"])
+    colours: list[RGB] = Field(
+        default_factory=lambda: [
+            (0.02, 0.015, 0.01), (0.09, 0.05, 0.025), (0.25, 0.14, 0.06),
+            (0.55, 0.40, 0.20), (0.45, 0.45, 0.45), (0.30, 0.08, 0.03),
+        ]
+    )
+
+    @field_validator("styles")
+    @classmethod
+    def _known_styles(cls, styles: list[str]) -> list[str]:
+        unknown = [s for s in styles if s not in HAIR_STYLES]
+        if unknown:
+            raise ValueError(f"unknown hair style {unknown[0]!r}; expected one of "
+                             f"{', '.join(HAIR_STYLES)}")
+        return styles
+
+
+class AccessoryConfig(Strict):
+    probabilities: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("probabilities")
+    @classmethod
+    def _known(cls, probabilities: dict[str, float]) -> dict[str, float]:
+        for name, p in probabilities.items():
+            if name not in ACCESSORIES:
+                raise ValueError(f"unknown accessory {name!r}; expected one of "
+                                 f"{', '.join(ACCESSORIES)}")
+            if not 0 <= p <= 1:
+                raise ValueError(f"probability of {name} must be in [0, 1], got {p}")
+        return probabilities
+
+
+class RoomConfig(Strict):
+    kind: Literal["cuboid", "cubemap", "equirect"] = "cuboid"
+    size_m: tuple[float, float, float] = (16.0, 16.0, 8.0)
+    wall_colour: RGB | None = None  # None: a random colour per character
+    floor_colour: RGB | None = None
+    per_face_colours: bool = True  # random mode: each wall its own colour
+    cubemaps: list[str] = Field(default_factory=list)  # folders, or "builtin:NAME"
+
+    @model_validator(mode="after")
+    def _sources(self) -> RoomConfig:
+        if self.kind != "cuboid" and not self.cubemaps:
+            raise ValueError(f"room.kind {self.kind!r} needs at least one entry in cubemaps")
+        for source in self.cubemaps:
+            _check_background_source(self.kind, source)
+        return self
+
+
+def _check_background_source(kind: str, source: str) -> None:
+    if source.startswith("builtin:"):
+        if source.removeprefix("builtin:") not in BUILTIN_CUBEMAPS:
+            raise ValueError(f"cubemaps: unknown {source!r}; built-in ones are "
+                             f"{', '.join('builtin:' + n for n in BUILTIN_CUBEMAPS)}")
+        return
+    path = Path(source).expanduser()
+    if kind == "equirect":
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"cubemaps: {path} is not an equirectangular image file")
+        return
+    if not path.is_dir():
+        raise ValueError(f"cubemaps: folder {path} does not exist")
+    names = {p.stem for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    missing = [face for face in CUBEMAP_FACES if face not in names]
+    if missing:
+        raise ValueError(f"cubemaps: folder {path} lacks face images {', '.join(missing)} "
+                         f"(expected {', '.join(CUBEMAP_FACES)} as .png/.jpg)")
+
+
+class CameraConfig(Strict):
+    radius_m: float = 5.0
+    theta_deg: Interval = (60.0, 90.0)  # polar angle from the zenith; 90 = eye level
+    focal_mm: Interval = (45.0, 60.0)
+    sensor_mm: float = 36.0
+
+    @field_validator("radius_m")
+    @classmethod
+    def _positive(cls, radius: float) -> float:
+        if not radius > 0:
+            raise ValueError(f"must be > 0, got {radius}")
+        return radius
+
+    @field_validator("theta_deg")
+    @classmethod
+    def _segment(cls, value: Interval) -> Interval:
+        theta1, theta2 = value
+        if theta1 > theta2:
+            raise ValueError(f"theta1 ({theta1}) must not exceed theta2 ({theta2})")
+        if not (0 <= theta1 and theta2 <= 90):
+            raise ValueError("polar angles must lie in [0, 90] degrees (the upper hemisphere)")
+        return value
+
+    _check = field_validator("focal_mm")(_ordered)
+
+
+class CropConfig(Strict):
+    mode: Literal["tight", "bbox3d"] = "tight"
+    margin_px: int = Field(4, ge=0, le=64)
+    height_px: int = Field(256, ge=32, le=2048)
+
+
+class RenderConfig(Strict):
+    engine: Literal["cycles", "workbench"] = "cycles"
+    samples: int = Field(16, ge=1, le=4096)
+    denoise: bool = False
+    device: Literal["cpu", "gpu", "auto"] = "auto"
+    threads: int = Field(0, ge=0)  # 0: all cores
+
+
+class GaitConfig(Strict):
+    stride: Interval = (0.7, 1.0)  # scales hip swing
+    arm_swing: Interval = (0.4, 1.0)
+    bvh_folder: str | None = None  # optional motion capture on anny's cmu_mb rig
+
+    _check = field_validator("stride", "arm_swing")(_ordered)
+
+
+class GenerationConfig(Strict):
+    name: str
+    description: str = ""
+    characters: int = Field(1500, ge=1)
+    images_per_character: int = Field(10, ge=1)
+    body: BodyConfig = BodyConfig()
+    clothes: ClothesConfig = ClothesConfig()
+    hair: HairConfig = HairConfig()
+    accessories: AccessoryConfig = AccessoryConfig()
+    room: RoomConfig = RoomConfig()
+    camera: CameraConfig = CameraConfig()
+    crop: CropConfig = CropConfig()
+    render: RenderConfig = RenderConfig()
+    gait: GaitConfig = GaitConfig()
+
+    @model_validator(mode="after")
+    def _camera_inside_room(self) -> GenerationConfig:
+        if self.room.kind == "cuboid":
+            half = min(self.room.size_m[0], self.room.size_m[1]) / 2
+            if self.camera.radius_m >= half:
+                raise ValueError(f"camera.radius_m ({self.camera.radius_m}) must be smaller than "
+                                 f"half the room ({half}) so the camera stays inside it")
+        return self
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields at the top level")
+    return data
+
+
+def _raw_config(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> tuple[dict, Path | str]:
+    key = str(name_or_path)
+    if key in seen:
+        raise ConfigError(f"{key}: 'extends' loops back on itself")
+    if key in PRESET_NAMES:
+        text = resources.files("synthreid.presets").joinpath(f"{key}.yaml").read_text()
+        data, source = yaml.safe_load(text), f"preset {key}"
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such preset or file (presets: {', '.join(PRESET_NAMES)})")
+        data, source = _read_yaml(path), path
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if isinstance(source, Path) and str(parent) not in PRESET_NAMES:
+            parent = source.parent / str(parent)
+        base, _ = _raw_config(parent, seen + (key,))
+        data = _deep_merge(base, data)
+    return data, source
+
+
+def load_config(name_or_path: str | Path) -> GenerationConfig:
+    """Load a preset (I, II, III, IV) or a YAML file; raise ConfigError naming the bad field."""
+    data, source = _raw_config(name_or_path)
+    return config_from_dict(data, source)
+
+
+def config_from_dict(data: dict[str, Any], source: object = "config") -> GenerationConfig:
+    try:
+        return GenerationConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {field}: {message}") from None
+
+
+def dump_config(config: GenerationConfig) -> str:
+    """The frozen config as YAML, saved next to every output."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def degrees_to_radians(interval: Interval) -> Interval:
+    return math.radians(interval[0]), math.radians(interval[1])

@@ -1,0 +1,139 @@
+"""Random characters and images from a preset. Every draw comes from a Generator seeded by
+(run seed, character id), so the same seed always gives the same character."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from synthreid.config import GenerationConfig
+from synthreid.scene.camera import sample_unit_directions
+from synthreid.scene.colours import room_colour, sample_colour
+from synthreid.scene.spec import (
+    AccessorySpec, BodySpec, CameraSpec, CharacterSpec, GaitSpec, GarmentSpec, HairSpec,
+    ImageSpec, RoomSpec, TextureSpec,
+)
+
+# Texture scales (repeats per metre) that look like real fabric at re-id resolutions.
+TEXTURE_SCALES = {"stripes": (6, 16), "checks": (5, 12), "noise": (4, 10), "dots": (8, 18),
+                  "plaid": (4, 9)}
+
+
+def character_seed(run_seed: int, character_id: int) -> int:
+    """A per-character seed derived from the run seed; recorded in the spec."""
+    return int(np.random.SeedSequence([run_seed, character_id]).generate_state(1)[0])
+
+
+def _interval(rng: np.random.Generator, interval: tuple[float, float]) -> float:
+    return float(rng.uniform(*interval)) if interval[1] > interval[0] else float(interval[0])
+
+
+def sample_body(config: GenerationConfig, rng: np.random.Generator) -> BodySpec:
+    body = config.body
+    female = bool(rng.random() < body.female_probability)
+    heights = body.height_m_female if female else body.height_m_male
+    # Heights are roughly normal within the preset's range: mean at its centre, 2 sigma at its ends.
+    mean, sigma = sum(heights) / 2, (heights[1] - heights[0]) / 4
+    height = float(np.clip(rng.normal(mean, sigma), *heights)) if sigma > 0 else heights[0]
+    tone = body.skin_tones[rng.integers(len(body.skin_tones))]
+    return BodySpec(
+        female=female, age_years=_interval(rng, body.age_years), height_m=height,
+        muscle=_interval(rng, body.muscle), weight=_interval(rng, body.weight),
+        proportions=_interval(rng, body.proportions), skin_tone=tone,
+    )
+
+
+def _texture(config: GenerationConfig, rng: np.random.Generator) -> TextureSpec | None:
+    clothes = config.clothes
+    if not clothes.texture_families or rng.random() >= clothes.texture_probability:
+        return None
+    family = clothes.texture_families[rng.integers(len(clothes.texture_families))]
+    return TextureSpec(
+        family=family, colour2=sample_colour(rng, clothes.colour_model),
+        scale=_interval(rng, TEXTURE_SCALES[family]),
+        angle=float(rng.choice([0.0, math.pi / 2, rng.uniform(0, math.pi)])),
+    )
+
+
+def sample_garments(config: GenerationConfig, rng: np.random.Generator) -> tuple[GarmentSpec, ...]:
+    clothes = config.clothes
+    colour = lambda: sample_colour(rng, clothes.colour_model)  # noqa: E731
+    shirt = GarmentSpec(kind="shirt", length=_interval(rng, clothes.sleeve_length),
+                        colour=colour(), texture=_texture(config, rng))
+    lower_kind = "skirt" if rng.random() < clothes.skirt_probability else "pants"
+    lower = GarmentSpec(kind=lower_kind, length=_interval(rng, clothes.leg_length),
+                        colour=colour(), texture=_texture(config, rng))
+    garments = [shirt, lower]
+    if clothes.shoes:
+        dark = (0.05, 0.05, 0.05)
+        shoe_colour = dark if rng.random() < 0.5 else colour()
+        garments.append(GarmentSpec(kind="shoes", colour=shoe_colour))
+    return tuple(garments)
+
+
+def sample_hair(config: GenerationConfig, rng: np.random.Generator) -> HairSpec:
+    styles, colours = config.hair.styles, config.hair.colours
+    return HairSpec(style=styles[rng.integers(len(styles))],
+                    colour=colours[rng.integers(len(colours))])
+
+
+def sample_accessories(config: GenerationConfig,
+                       rng: np.random.Generator) -> tuple[AccessorySpec, ...]:
+    chosen: list[AccessorySpec] = []
+    for kind, probability in sorted(config.accessories.probabilities.items()):
+        draw, colour, side = rng.random(), sample_colour(rng, "realistic"), rng.random()
+        if draw >= probability:
+            continue
+        if kind in ("hat", "cap") and any(a.kind in ("hat", "cap") for a in chosen):
+            continue  # one head covering at a time
+        chosen.append(AccessorySpec(kind=kind, colour=colour,
+                                    side="left" if side < 0.5 else "right"))
+    return tuple(chosen)
+
+
+def sample_room(config: GenerationConfig, rng: np.random.Generator) -> RoomSpec:
+    room = config.room
+    if room.wall_colour is not None:
+        walls = (room.wall_colour,) * 4
+    elif room.per_face_colours:
+        walls = tuple(room_colour(rng) for _ in range(4))
+    else:
+        walls = (room_colour(rng),) * 4
+    floor = room.floor_colour if room.floor_colour is not None else room_colour(rng)
+    background = room.cubemaps[rng.integers(len(room.cubemaps))] if room.cubemaps else None
+    return RoomSpec(kind=room.kind, size_m=room.size_m, wall_colours=walls, floor_colour=floor,
+                    background=background)
+
+
+def sample_character(config: GenerationConfig, character_id: int, run_seed: int) -> CharacterSpec:
+    seed = character_seed(run_seed, character_id)
+    rng = np.random.default_rng(seed)
+    return CharacterSpec(
+        character_id=character_id, seed=seed, preset=config.name,
+        body=sample_body(config, rng), garments=sample_garments(config, rng),
+        hair=sample_hair(config, rng), accessories=sample_accessories(config, rng),
+        gait=GaitSpec(stride=_interval(rng, config.gait.stride),
+                      arm_swing=_interval(rng, config.gait.arm_swing)),
+        room=sample_room(config, rng),
+    )
+
+
+def sample_images(config: GenerationConfig, character: CharacterSpec,
+                  count: int) -> list[ImageSpec]:
+    """`count` views of a character: gait phase, heading and camera, from the character's seed."""
+    rng = np.random.default_rng([character.seed, 1])  # a stream apart from the character's own
+    camera = config.camera
+    theta1, theta2 = (math.radians(t) for t in camera.theta_deg)
+    directions = sample_unit_directions(rng, count, theta1, theta2)
+    images = []
+    for index in range(count):
+        images.append(ImageSpec(
+            image_index=index, seed=int(rng.integers(2**31 - 1)),
+            gait_phase=float(rng.random()), heading=float(rng.uniform(0, 2 * math.pi)),
+            camera=CameraSpec(direction=tuple(float(c) for c in directions[index]),
+                              radius_m=camera.radius_m,
+                              focal_mm=_interval(rng, camera.focal_mm),
+                              sensor_mm=camera.sensor_mm),
+        ))
+    return images

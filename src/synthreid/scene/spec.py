@@ -1,0 +1,95 @@
+"""The scene spec: plain, validated, serialisable objects; no renderer needed to build or read them.
+
+A character spec plus an image spec is everything a worker needs to render an image again.
+Colours are sRGB in [0, 1]; lengths in metres; angles in radians unless named *_deg.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RGB = tuple[float, float, float]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextureSpec(Spec):
+    family: Literal["stripes", "checks", "noise", "dots", "plaid"]
+    colour2: RGB
+    scale: float = Field(gt=0, description="pattern repeats per metre")
+    angle: float = 0.0  # rotation of stripes/checks about the body's vertical axis
+
+
+class GarmentSpec(Spec):
+    kind: Literal["shirt", "pants", "skirt", "shoes"]
+    length: float = Field(1.0, ge=0, le=1, description="sleeve/leg coverage, 0 none to 1 full")
+    colour: RGB
+    texture: TextureSpec | None = None
+
+
+class HairSpec(Spec):
+    style: Literal["none", "buzz", "short", "bob", "long", "bun", "ponytail"] = "none"
+    colour: RGB = (0.05, 0.03, 0.02)
+
+
+class AccessorySpec(Spec):
+    kind: Literal["backpack", "shoulder_bag", "hat", "cap", "glasses"]
+    colour: RGB
+    side: Literal["left", "right"] = "left"
+
+
+class BodySpec(Spec):
+    female: bool
+    age_years: float
+    height_m: float
+    muscle: float = Field(ge=0, le=1)
+    weight: float = Field(ge=0, le=1)
+    proportions: float = Field(ge=0, le=1)
+    skin_tone: RGB
+
+
+class GaitSpec(Spec):
+    stride: float = Field(description="scales hip and knee swing")
+    arm_swing: float
+
+
+class RoomSpec(Spec):
+    kind: Literal["cuboid", "cubemap", "equirect"]
+    size_m: tuple[float, float, float]
+    wall_colours: tuple[RGB, RGB, RGB, RGB]  # +x, -x, +y, -y walls
+    floor_colour: RGB
+    background: str | None = None  # cubemap folder, "builtin:NAME" or equirect image
+
+
+class CharacterSpec(Spec):
+    character_id: int
+    seed: int
+    preset: str
+    body: BodySpec
+    garments: tuple[GarmentSpec, ...]
+    hair: HairSpec
+    accessories: tuple[AccessorySpec, ...]
+    gait: GaitSpec
+    room: RoomSpec
+
+    def garment(self, kind: str) -> GarmentSpec | None:
+        return next((g for g in self.garments if g.kind == kind), None)
+
+
+class CameraSpec(Spec):
+    direction: tuple[float, float, float]  # unit vector from the character's centre
+    radius_m: float = Field(gt=0)
+    focal_mm: float = Field(gt=0)
+    sensor_mm: float = Field(36.0, gt=0)
+
+
+class ImageSpec(Spec):
+    image_index: int
+    seed: int  # the renderer's sampling seed
+    gait_phase: float = Field(ge=0, lt=1)
+    heading: float  # the direction the character walks, about +z
+    camera: CameraSpec
