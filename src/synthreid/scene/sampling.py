@@ -135,5 +135,8 @@ def sample_images(config: GenerationConfig, character: CharacterSpec,
                               radius_m=camera.radius_m,
                               focal_mm=_interval(rng, camera.focal_mm),
                               sensor_mm=camera.sensor_mm),
+            sun_azimuth=float(rng.uniform(0, 2 * math.pi)),
+            sun_elevation=float(rng.uniform(math.radians(30), math.radians(75))),
+            sun_strength=float(rng.uniform(1.5, 4.0)), ambient=float(rng.uniform(0.4, 0.9)),
         ))
     return images

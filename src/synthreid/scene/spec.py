@@ -93,3 +93,7 @@ class ImageSpec(Spec):
     gait_phase: float = Field(ge=0, lt=1)
     heading: float  # the direction the character walks, about +z
     camera: CameraSpec
+    sun_azimuth: float = 0.8
+    sun_elevation: float = 0.9
+    sun_strength: float = Field(3.0, ge=0)
+    ambient: float = Field(0.6, ge=0, description="world light strength")

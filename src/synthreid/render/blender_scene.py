@@ -1,0 +1,249 @@
+"""The Blender scene: one per process, rebuilt per character, updated per image.
+
+The character's meshes are created once per character; each image only moves their vertices,
+the camera and the sun, then renders inside the crop border.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from synthreid.body.character import CharacterGeometry, PosedCharacter
+from synthreid.config import RenderConfig
+from synthreid.errors import RenderError
+from synthreid.render.crop import Crop, PinholeCamera
+from synthreid.render.materials import (
+    REST_ATTRIBUTE, garment_material, image_material, new_material,
+)
+from synthreid.scene.backgrounds import cubemap_faces
+from synthreid.scene.spec import CharacterSpec, ImageSpec, RoomSpec
+
+PERSON_TAG = "synthreid_person"
+
+
+def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, material,
+                 uvs: np.ndarray | None = None):
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    if uvs is not None:
+        layer = mesh.uv_layers.new(name="UVMap")
+        layer.data.foreach_set("uv", uvs.astype(np.float32).ravel())
+    mesh.update()
+    mesh.materials.append(material)
+    obj = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def _configure_device(scene, device: str) -> str:
+    if device == "cpu":
+        scene.cycles.device = "CPU"
+        return "cpu"
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"):
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:
+            continue
+        prefs.get_devices()
+        gpus = [d for d in prefs.devices if d.type == backend]
+        if gpus:
+            for d in prefs.devices:
+                d.use = d.type == backend
+            scene.cycles.device = "GPU"
+            return backend.lower()
+    if device == "gpu":
+        raise RenderError("render.device is 'gpu' but Cycles finds no GPU on this machine")
+    scene.cycles.device = "CPU"
+    return "cpu"
+
+
+class BlenderScene:
+    def __init__(self, settings: RenderConfig) -> None:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        self.settings = settings
+        scene = self.scene = bpy.context.scene
+        scene.view_settings.view_transform = "Standard"  # spec colours come out as specified
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.use_border = True
+        scene.render.use_crop_to_border = True
+        scene.render.resolution_percentage = 100
+        if settings.threads:
+            scene.render.threads_mode = "FIXED"
+            scene.render.threads = settings.threads
+        self.device = "cpu"
+        if settings.engine == "cycles":
+            self.device = _configure_device(scene, settings.device)
+            scene.cycles.samples = settings.samples
+            scene.cycles.use_adaptive_sampling = False
+            scene.cycles.use_denoising = settings.denoise
+            scene.cycles.max_bounces = 4
+            scene.cycles.caustics_reflective = scene.cycles.caustics_refractive = False
+        self.world = bpy.data.worlds.new("world")
+        self.world.color = (0.5, 0.5, 0.5)
+        scene.world = self.world
+        camera = bpy.data.cameras.new("camera")
+        camera.sensor_fit = "AUTO"
+        self.camera = bpy.data.objects.new("camera", camera)
+        scene.collection.objects.link(self.camera)
+        scene.camera = self.camera
+        sun = bpy.data.lights.new("sun", "SUN")
+        sun.angle = math.radians(3)
+        self.sun = bpy.data.objects.new("sun", sun)
+        scene.collection.objects.link(self.sun)
+        self.person: dict[str, object] = {}
+        self.room: list[object] = []
+
+    # --- per character -------------------------------------------------------------------
+    def _clear(self) -> None:
+        for obj in list(self.person.values()) + self.room:
+            mesh, materials = obj.data, list(obj.data.materials)
+            bpy.data.objects.remove(obj)
+            bpy.data.meshes.remove(mesh)
+            for material in materials:
+                bpy.data.materials.remove(material)
+        for image in list(bpy.data.images):
+            if image.users == 0:
+                bpy.data.images.remove(image)
+        self.person, self.room = {}, []
+
+    def load_character(self, spec: CharacterSpec, geometry: CharacterGeometry) -> None:
+        self._clear()
+        garments = {g.kind: g for g in spec.garments}
+        for part in geometry.parts:
+            kind, _, detail = part.material.partition(":")
+            if kind == "skin":
+                material, _ = new_material("skin", spec.body.skin_tone, roughness=0.55)
+            elif kind == "garment":
+                material = garment_material(part.name, garments[detail])
+            elif kind == "hair":
+                material, _ = new_material("hair", spec.hair.colour, roughness=0.5)
+            else:
+                material, _ = new_material(part.name, spec.accessories[int(detail)].colour, 0.6)
+            obj = _mesh_object(part.name, part.vertices, part.faces, material)
+            obj[PERSON_TAG] = True
+            rest = obj.data.attributes.new(REST_ATTRIBUTE, "FLOAT_VECTOR", "POINT")
+            rest.data.foreach_set("vector", part.vertices.astype(np.float32).ravel())
+            self.person[part.name] = obj
+        self._build_room(spec.room)
+
+    def _build_room(self, room: RoomSpec) -> None:
+        sx, sy, sz = (s / 2 for s in room.size_m)
+        quad = np.array([[0, 1, 2], [0, 2, 3]])
+        uvs = np.array([[0, 0], [1, 0], [1, 1], [0, 0], [1, 1], [0, 1]], dtype=float)
+        # Each face's corners, ordered so the image's bottom edge meets the floor. No ceiling:
+        # the camera looks down or level at the person, and sky light must come in.
+        faces = {
+            "px": [(sx, -sy, 0), (sx, sy, 0), (sx, sy, 2 * sz), (sx, -sy, 2 * sz)],
+            "nx": [(-sx, sy, 0), (-sx, -sy, 0), (-sx, -sy, 2 * sz), (-sx, sy, 2 * sz)],
+            "py": [(sx, sy, 0), (-sx, sy, 0), (-sx, sy, 2 * sz), (sx, sy, 2 * sz)],
+            "ny": [(-sx, -sy, 0), (sx, -sy, 0), (sx, -sy, 2 * sz), (-sx, -sy, 2 * sz)],
+            "nz": [(-sx, -sy, 0), (sx, -sy, 0), (sx, sy, 0), (-sx, sy, 0)],
+        }
+        if room.kind == "equirect":
+            self._equirect(room.background)
+            faces = {"nz": faces["nz"]}  # a floor to stand on, under the panorama
+        images = cubemap_faces(room.background) if room.kind == "cubemap" else {}
+        colours = dict(zip(("px", "nx", "py", "ny"), room.wall_colours))
+        colours["nz"] = room.floor_colour
+        for name, corners in faces.items():
+            if name in images:
+                material = image_material(f"room_{name}", str(images[name]))
+            else:
+                material, _ = new_material(f"room_{name}", colours[name], roughness=0.9)
+            obj = _mesh_object(f"room_{name}", np.array(corners, dtype=float), quad, material, uvs)
+            obj.visible_shadow = False  # an open-topped room: the sun and sky light it inside
+            self.room.append(obj)
+
+    def _equirect(self, path: str) -> None:
+        world = self.world
+        if not world.node_tree:
+            world.use_nodes = True
+        tree = world.node_tree
+        tree.nodes.clear()
+        texture = tree.nodes.new("ShaderNodeTexEnvironment")
+        texture.image = bpy.data.images.load(str(Path(path).expanduser()), check_existing=True)
+        background = tree.nodes.new("ShaderNodeBackground")
+        output = tree.nodes.new("ShaderNodeOutputWorld")
+        tree.links.new(texture.outputs["Color"], background.inputs["Color"])
+        tree.links.new(background.outputs["Background"], output.inputs["Surface"])
+
+    # --- per image -----------------------------------------------------------------------
+    def pose(self, posed: PosedCharacter) -> None:
+        for name, vertices in posed.vertices.items():
+            mesh = self.person[name].data
+            mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+            mesh.update()
+
+    def light(self, image: ImageSpec) -> None:
+        self.sun.rotation_euler = (math.pi / 2 - image.sun_elevation, 0.0, image.sun_azimuth)
+        self.sun.data.energy = image.sun_strength
+        if self.world.node_tree and "Background" in self.world.node_tree.nodes:
+            self.world.node_tree.nodes["Background"].inputs["Strength"].default_value = image.ambient
+        else:
+            self.world.color = (image.ambient * 0.5,) * 3
+
+    def frame(self, camera: PinholeCamera, crop: Crop) -> None:
+        self.camera.data.lens = camera.focal_mm
+        self.camera.data.sensor_width = camera.sensor_mm
+        self.camera.matrix_world = camera.camera_to_world().T.tolist()
+        render = self.scene.render
+        render.resolution_x = render.resolution_y = crop.resolution
+        render.border_min_x, render.border_max_x, render.border_min_y, render.border_max_y = (
+            crop.border())
+
+    def render_rgb(self, path: Path, seed: int) -> None:
+        scene = self.scene
+        scene.render.engine = "CYCLES" if self.settings.engine == "cycles" else "BLENDER_WORKBENCH"
+        if self.settings.engine == "cycles":
+            scene.cycles.seed = seed
+        else:
+            scene.display.shading.light = "STUDIO"
+            scene.display.shading.color_type = "TEXTURE"
+            scene.display.render_aa = "8"
+        scene.render.image_settings.color_mode = "RGB"
+        self._write(path)
+
+    def render_mask(self, path: Path) -> None:
+        """The person mask: a flat, unantialiased Workbench pass, person white on black."""
+        scene = self.scene
+        scene.render.engine = "BLENDER_WORKBENCH"
+        shading = scene.display.shading
+        shading.light, shading.color_type = "FLAT", "OBJECT"
+        shading.background_type = "VIEWPORT"
+        shading.background_color = (0.0, 0.0, 0.0)
+        scene.display.render_aa = "OFF"
+        for obj in self.person.values():
+            obj.color = (1.0, 1.0, 1.0, 1.0)
+        for obj in self.room:
+            obj.color = (0.0, 0.0, 0.0, 1.0)
+        scene.render.image_settings.color_mode = "BW"
+        self._write(path)
+
+    def _write(self, path: Path) -> None:
+        self.scene.render.filepath = str(path)
+        bpy.ops.render.render(write_still=True)
+        if not path.exists():
+            raise RenderError(f"Blender did not write {path}")
+
+    def visible(self, eye: np.ndarray, points: np.ndarray, inside_body_m: float = 0.12) -> np.ndarray:
+        """Whether each point is seen from `eye`: nothing on the way except the surface just
+        around it (keypoints are joints, inside the body, up to `inside_body_m` deep)."""
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        seen = []
+        for point in points:
+            ray = point - eye
+            distance = float(np.linalg.norm(ray))
+            hit, location, *_ = self.scene.ray_cast(depsgraph, eye.tolist(),
+                                                     (ray / distance).tolist(), distance=distance)
+            seen.append(not hit or np.linalg.norm(np.array(location) - eye) > distance - inside_body_m)
+        return np.array(seen)

@@ -1,0 +1,141 @@
+"""Render a character's images: RGB, person mask, COCO keypoints and a record to render it again.
+
+A worker builds one Renderer (anny model + Blender scene) and calls `render_character` per job.
+Files are written under temporary names and renamed into place, so a crash never leaves a
+half-written image behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synthreid.body.character import CharacterGeometry
+from synthreid.body.model import COCO17, BodyModel
+from synthreid.config import GenerationConfig
+from synthreid.render.blender_scene import BlenderScene
+from synthreid.render.crop import PinholeCamera, compute_crop
+from synthreid.scene.spec import CharacterSpec, ImageSpec
+
+
+def image_stem(character_id: int, image_index: int) -> str:
+    return f"{character_id:06d}_{image_index:03d}"
+
+
+@dataclass
+class RenderedImage:
+    stem: str
+    rgb: Path
+    mask: Path
+    record: dict
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - since
+        return now
+
+
+def versions() -> dict[str, str]:
+    import anny
+    import bpy
+
+    from synthreid import __version__
+
+    return {"synthreid": __version__, "bpy": bpy.app.version_string, "anny": anny.__version__}
+
+
+class Renderer:
+    def __init__(self, config: GenerationConfig, model: BodyModel | None = None) -> None:
+        self.config = config
+        self.model = model or BodyModel()
+        self.scene = BlenderScene(config.render)
+        self.timings = Timings()
+        self._versions = versions()
+
+    def render_character(self, character: CharacterSpec, images: list[ImageSpec],
+                         out_dir: Path) -> list[RenderedImage]:
+        """Render `images` of `character` into out_dir/{images,masks,records}/."""
+        out_dir = Path(out_dir)
+        folders = {k: out_dir / k for k in ("images", "masks", "records")}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        geometry = CharacterGeometry(self.model, character)
+        t = self.timings.add("body", t)
+        self.scene.load_character(character, geometry)
+        self.timings.add("scene", t)
+        return [self._render_image(character, geometry, image, folders) for image in images]
+
+    def _render_image(self, character: CharacterSpec, geometry: CharacterGeometry,
+                      image: ImageSpec, folders: dict[str, Path]) -> RenderedImage:
+        crop_config = self.config.crop
+        t = time.perf_counter()
+        posed = geometry.pose(image.gait_phase, image.heading)
+        points = posed.all_vertices()
+        low, high = posed.bounds()
+        target = (low + high) / 2
+        cam = image.camera
+        camera = PinholeCamera(position=target + cam.radius_m * np.array(cam.direction),
+                               target=target, focal_mm=cam.focal_mm, sensor_mm=cam.sensor_mm)
+        crop = compute_crop(camera, points, crop_config.mode, crop_config.height_px,
+                            crop_config.margin_px)
+        t = self.timings.add("body", t)
+        self.scene.pose(posed)
+        self.scene.light(image)
+        self.scene.frame(camera, crop)
+        t = self.timings.add("scene", t)
+
+        stem = image_stem(character.character_id, image.image_index)
+        rgb, mask = folders["images"] / f"{stem}.png", folders["masks"] / f"{stem}.png"
+        tmp_rgb, tmp_mask = rgb.with_name(f".{stem}.tmp.png"), mask.with_name(f".{stem}.tmp.png")
+        self.scene.render_rgb(tmp_rgb, image.seed)
+        self.scene.render_mask(tmp_mask)
+        t = self.timings.add("render", t)
+
+        keypoints = self._keypoints(camera, crop, posed.keypoints)
+        record = {
+            "stem": stem, "character": character.model_dump(mode="json"),
+            "image": image.model_dump(mode="json"),
+            "camera": {"position": camera.position.tolist(), "target": target.tolist(),
+                       "focal_mm": cam.focal_mm, "sensor_mm": cam.sensor_mm},
+            "crop": {"mode": crop_config.mode, "margin_px": crop_config.margin_px,
+                     "resolution": crop.resolution, "x0": crop.x0, "y0": crop.y0,
+                     "width": crop.width, "height": crop.height},
+            "keypoints": {"names": list(COCO17), "xyv": keypoints},
+            "render": self.config.render.model_dump(mode="json") | {"device": self.scene.device},
+            "body_phenotype": geometry.shaped.phenotype,
+            "versions": self._versions,
+        }
+        record_path = folders["records"] / f"{stem}.json"
+        tmp_record = record_path.with_name(f".{stem}.tmp.json")
+        tmp_record.write_text(json.dumps(record, indent=1))
+        for tmp, final in ((tmp_rgb, rgb), (tmp_mask, mask), (tmp_record, record_path)):
+            os.replace(tmp, final)
+        self.timings.add("write", t)
+        return RenderedImage(stem=stem, rgb=rgb, mask=mask, record=record)
+
+    def _keypoints(self, camera: PinholeCamera, crop, keypoints3d: np.ndarray) -> list[list]:
+        """COCO (x, y, v) in crop pixels: v=2 visible, 1 inside the crop but hidden, 0 outside
+        the crop (then x = y = 0, as COCO writes unlabelled points)."""
+        pixels = crop.to_pixels(camera.project(keypoints3d))
+        inside = ((pixels[:, 0] >= 0) & (pixels[:, 0] < crop.width)
+                  & (pixels[:, 1] >= 0) & (pixels[:, 1] < crop.height))
+        seen = self.scene.visible(camera.position, keypoints3d)
+        result = []
+        for (x, y), is_inside, is_seen in zip(pixels, inside, seen):
+            if not is_inside:
+                result.append([0.0, 0.0, 0])
+            else:
+                result.append([round(float(x), 2), round(float(y), 2), 2 if is_seen else 1])
+        return result
