@@ -6,7 +6,10 @@ the camera and the sun, then renders inside the crop border.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from pathlib import Path
 
 import bpy
@@ -44,6 +47,19 @@ def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, material,
     return obj
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def _configure_device(scene, device: str) -> str:
     if device == "cpu":
         scene.cycles.device = "CPU"
@@ -68,8 +84,14 @@ def _configure_device(scene, device: str) -> str:
 
 
 class BlenderScene:
+    """Blender's state is global to the process: creating a scene resets it, so only the newest
+    BlenderScene of a process may be used."""
+
+    _newest: BlenderScene | None = None
+
     def __init__(self, settings: RenderConfig) -> None:
         bpy.ops.wm.read_factory_settings(use_empty=True)
+        BlenderScene._newest = self
         self.settings = settings
         scene = self.scene = bpy.context.scene
         scene.view_settings.view_transform = "Standard"  # spec colours come out as specified
@@ -117,6 +139,9 @@ class BlenderScene:
         self.person, self.room = {}, []
 
     def load_character(self, spec: CharacterSpec, geometry: CharacterGeometry) -> None:
+        if BlenderScene._newest is not self:
+            raise RenderError("this Blender scene was replaced by a newer one in this process; "
+                              "use one Renderer per process")
         self._clear()
         garments = {g.kind: g for g in spec.garments}
         for part in geometry.parts:
@@ -231,7 +256,8 @@ class BlenderScene:
 
     def _write(self, path: Path) -> None:
         self.scene.render.filepath = str(path)
-        bpy.ops.render.render(write_still=True)
+        with _quiet_stdout():  # Blender prints a line per saved image; keep progress bars clean
+            bpy.ops.render.render(write_still=True)
         if not path.exists():
             raise RenderError(f"Blender did not write {path}")
 

@@ -88,11 +88,13 @@ def compute_crop(camera: PinholeCamera, points: np.ndarray, mode: str, height_px
         raise ValueError(f"crop mode must be 'tight' or 'bbox3d', got {mode!r}")
     low, high = uv.min(axis=0), uv.max(axis=0)
     inner = max(height_px - 2 * margin_px, 8)
-    resolution = int(math.ceil(inner / max(high[1] - low[1], 1e-6)))
+    # Rounding the resolution down keeps the person within `inner` pixels, so the crop is
+    # exactly `height_px` tall whenever it fits in the frame.
+    resolution = max(int(inner / max(high[1] - low[1], 1e-6)), 1)
     x0 = int(math.floor(low[0] * resolution)) - margin_px
     x1 = int(math.ceil(high[0] * resolution)) + margin_px
     top = int(math.floor((1 - high[1]) * resolution)) - margin_px
-    bottom = int(math.ceil((1 - low[1]) * resolution)) + margin_px
+    bottom = top + height_px
     x0, top = max(x0, 0), max(top, 0)
     x1, bottom = min(x1, resolution), min(bottom, resolution)
     return Crop(resolution=resolution, x0=x0, y0=top, width=x1 - x0, height=bottom - top)

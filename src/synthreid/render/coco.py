@@ -1,0 +1,42 @@
+"""COCO person-keypoint annotations for a folder of rendered images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synthreid.body.model import COCO17
+
+SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
+            [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
+
+
+def coco_keypoints(records: list[dict], images_dir: Path, masks_dir: Path, out_path: Path) -> Path:
+    images, annotations = [], []
+    for image_id, record in enumerate(sorted(records, key=lambda r: r["stem"]), start=1):
+        stem = record["stem"]
+        with Image.open(masks_dir / f"{stem}.png") as mask_image:
+            mask = np.asarray(mask_image.convert("L")) > 127
+        ys, xs = np.nonzero(mask)
+        bbox = ([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                 int(ys.max() - ys.min() + 1)] if len(xs) else [0, 0, 0, 0])
+        xyv = record["keypoints"]["xyv"]
+        images.append({"id": image_id, "file_name": f"{images_dir.name}/{stem}.png",
+                       "width": mask.shape[1], "height": mask.shape[0]})
+        annotations.append({
+            "id": image_id, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+            "keypoints": [v for point in xyv for v in point],
+            "num_keypoints": sum(1 for point in xyv if point[2] > 0),
+            "bbox": bbox, "area": int(mask.sum()),
+            "person_id": record["character"]["character_id"],
+        })
+    coco = {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "person", "supercategory": "person",
+                            "keypoints": list(COCO17), "skeleton": SKELETON}]}
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_text(json.dumps(coco))
+    tmp.replace(out_path)
+    return out_path

@@ -1,0 +1,37 @@
+"""A contact sheet: every image of a folder on one PNG, one row per character."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image
+
+
+def contact_sheet(image_paths: list[Path], out_path: Path, cell_height: int = 128,
+                  gap: int = 4) -> Path:
+    rows: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(image_paths):
+        rows[path.stem.split("_")[0]].append(path)
+    if not rows:
+        raise ValueError("no images for a contact sheet")
+    thumbs = []
+    for paths in rows.values():
+        row = []
+        for path in paths:
+            with Image.open(path) as image:
+                width = max(1, round(image.width * cell_height / image.height))
+                row.append(image.convert("RGB").resize((width, cell_height), Image.LANCZOS))
+        thumbs.append(row)
+    width = max(sum(t.width for t in row) + gap * (len(row) + 1) for row in thumbs)
+    height = len(thumbs) * (cell_height + gap) + gap
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    for r, row in enumerate(thumbs):
+        x = gap
+        for thumb in row:
+            sheet.paste(thumb, (x, gap + r * (cell_height + gap)))
+            x += thumb.width + gap
+    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
+    sheet.save(tmp)
+    tmp.replace(out_path)
+    return out_path
