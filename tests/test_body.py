@@ -77,3 +77,15 @@ def test_sleeves_and_legs_follow_their_length(body_model):
     parts = [{p.name: p for p in CharacterGeometry(body_model, s).parts} for s in (short, long)]
     assert len(parts[0]["shirt"].vertices) < len(parts[1]["shirt"].vertices)
     assert parts[0]["pants"].vertices[:, 2].min() > parts[1]["pants"].vertices[:, 2].min() + 0.2
+
+
+def test_sparse_skinning_equals_dense(body_model):
+    from synthreid.body.model import SparseWeights
+
+    shaped = body_model.shape(BODY)
+    transforms = body_model.bone_transforms(
+        shaped, walk_pose(body_model.bone_labels, 0.7, 0.9, 0.8))
+    dense = skin(shaped.rest_vertices, body_model.skin_weights, transforms)
+    sparse = skin(shaped.rest_vertices, SparseWeights.from_dense(body_model.skin_weights),
+                  transforms)
+    np.testing.assert_allclose(sparse, dense, atol=1e-12)

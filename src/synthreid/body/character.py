@@ -11,7 +11,7 @@ from synthreid.body.clothes import GarmentFields, garment_shell, skirt_mesh
 from synthreid.body.gait import rotation, walk_pose
 from synthreid.body.hair import hair_mesh
 from synthreid.body.mesh import MeshPart, taubin_smooth
-from synthreid.body.model import BodyModel, ShapedBody, skin
+from synthreid.body.model import BodyModel, ShapedBody, SparseWeights, skin
 from synthreid.scene.spec import CharacterSpec
 
 
@@ -63,13 +63,16 @@ class CharacterGeometry:
         for i, accessory in enumerate(spec.accessories):
             self.parts.append(accessory_mesh(i, accessory, landmarks, bones))
 
+        self._sparse = [SparseWeights.from_dense(p.weights) for p in self.parts]
+
     def pose(self, gait_phase: float, heading: float) -> PosedCharacter:
         gait = self.spec.gait
         deltas = walk_pose(self.model.bone_labels, gait_phase, gait.stride, gait.arm_swing)
         transforms = self.model.bone_transforms(self.shaped, deltas)
         # The body faces -y at rest; turn it to walk along `heading` and stand it on the floor.
         turn = rotation("z", heading)[:3, :3]
-        posed = {p.name: skin(p.vertices, p.weights, transforms) @ turn.T for p in self.parts}
+        posed = {p.name: skin(p.vertices, w, transforms) @ turn.T
+                 for p, w in zip(self.parts, self._sparse)}
         body = posed["body"]
         keypoints = self.model.keypoint_weights @ body
         floor = min(v[:, 2].min() for v in posed.values())

@@ -86,18 +86,26 @@ class BodyModel:
         return {k: v[0].numpy() for k, v in out.items()}
 
     def shape(self, body: BodySpec) -> ShapedBody:
-        """Shape the body; the height phenotype is solved by bisection to reach body.height_m."""
+        """Shape the body; the height phenotype is solved for to reach body.height_m."""
         phenotype = {
             "gender": 1.0 if body.female else 0.0, "age": age_to_phenotype(body.age_years),
             "muscle": body.muscle, "weight": body.weight, "proportions": body.proportions,
         }
-        low, high = 0.0, 1.0
-        for _ in range(14):
-            mid = (low + high) / 2
-            out = self._forward({**phenotype, "height": mid})
-            height = float(np.ptp(out["rest_vertices"][:, 2]))
-            low, high = (mid, high) if height < body.height_m else (low, mid)
-        phenotype["height"] = (low + high) / 2
+        # Height is close to linear in the height phenotype: a few secant steps on the bracket
+        # [0, 1] reach the target to well under a millimetre.
+        def height_at(value: float) -> float:
+            return float(np.ptp(self._forward({**phenotype, "height": value})["rest_vertices"][:, 2]))
+
+        low, high = (0.0, height_at(0.0)), (1.0, height_at(1.0))
+        value = 0.5
+        for _ in range(4):
+            value = low[0] + (body.height_m - low[1]) * (high[0] - low[0]) / (high[1] - low[1])
+            value = min(max(value, 0.0), 1.0)
+            reached = height_at(value)
+            if abs(reached - body.height_m) < 5e-4 or value in (0.0, 1.0):
+                break
+            low, high = ((value, reached), high) if reached < body.height_m else (low, (value, reached))
+        phenotype["height"] = value
         out = self._forward(phenotype)
         return ShapedBody(phenotype=phenotype, rest_vertices=out["rest_vertices"],
                           rest_bone_poses=out["rest_bone_poses"],
@@ -108,11 +116,32 @@ class BodyModel:
 
         `pose` holds anny 'local-ref' deltas: rotations in world-aligned axes, (J, 4, 4).
         """
-        posed = self._forward(shaped.phenotype, pose)["bone_poses"]
-        return posed @ np.linalg.inv(shaped.rest_bone_poses)
+        torch = self._torch
+        transforms, _ = self.anny.get_bone_transforms(
+            torch.as_tensor(pose, dtype=self.anny.dtype)[None],
+            torch.as_tensor(shaped.rest_bone_poses, dtype=self.anny.dtype)[None])
+        return transforms[0].numpy()
 
 
-def skin(points: np.ndarray, weights: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """Linear blend skinning: sum_j w_ij T_j p_i, for points (N, 3), weights (N, J)."""
-    blended = np.einsum("nj,jab->nab", weights, transforms[:, :3, :])  # (N, 3, 4)
+@dataclass(frozen=True)
+class SparseWeights:
+    """Skinning weights as the k largest per vertex: (N, k) bone indices and weights."""
+
+    bones: np.ndarray
+    weights: np.ndarray
+
+    @staticmethod
+    def from_dense(dense: np.ndarray) -> SparseWeights:
+        k = max(int((dense > 0).sum(axis=1).max()), 1)
+        bones = np.argsort(-dense, axis=1)[:, :k]
+        return SparseWeights(bones, np.take_along_axis(dense, bones, axis=1))
+
+
+def skin(points: np.ndarray, weights: np.ndarray | SparseWeights,
+         transforms: np.ndarray) -> np.ndarray:
+    """Linear blend skinning: sum_j w_ij T_j p_i, for points (N, 3), weights (N, J) or sparse."""
+    if isinstance(weights, SparseWeights):
+        blended = np.einsum("nk,nkab->nab", weights.weights, transforms[weights.bones, :3, :])
+    else:
+        blended = np.einsum("nj,jab->nab", weights, transforms[:, :3, :])  # (N, 3, 4)
     return np.einsum("nab,nb->na", blended[:, :, :3], points) + blended[:, :, 3]
