@@ -34,6 +34,13 @@ def _ordered(value: Interval) -> Interval:
     return value
 
 
+def _known(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown[0]!r}; expected one of {', '.join(allowed)}")
+    return values
+
+
 RGB = Annotated[tuple[float, float, float], Field(description="sRGB in [0, 1]")]
 
 
@@ -78,14 +85,8 @@ class ClothesConfig(Strict):
 
     _check = field_validator("sleeve_length", "leg_length")(_ordered)
 
-    @field_validator("texture_families")
-    @classmethod
-    def _known_families(cls, families: list[str]) -> list[str]:
-        unknown = [f for f in families if f not in TEXTURE_FAMILIES]
-        if unknown:
-            raise ValueError(f"unknown texture family {unknown[0]!r}; expected one of "
-                             f"{', '.join(TEXTURE_FAMILIES)}")
-        return families
+    _families = field_validator("texture_families")(
+        lambda values: _known(values, TEXTURE_FAMILIES, "texture family"))
 
 
 class HairConfig(Strict):
@@ -97,14 +98,7 @@ class HairConfig(Strict):
         ]
     )
 
-    @field_validator("styles")
-    @classmethod
-    def _known_styles(cls, styles: list[str]) -> list[str]:
-        unknown = [s for s in styles if s not in HAIR_STYLES]
-        if unknown:
-            raise ValueError(f"unknown hair style {unknown[0]!r}; expected one of "
-                             f"{', '.join(HAIR_STYLES)}")
-        return styles
+    _styles = field_validator("styles")(lambda values: _known(values, HAIR_STYLES, "hair style"))
 
 
 class AccessoryConfig(Strict):
