@@ -46,6 +46,74 @@ def preview(
                   f"contact sheet {result.contact_sheet}")
 
 
+PROTOCOLS = ("thesis", "market", "cuhk03-new", "cuhk03-classic")
+
+
+@app.command("eval")
+def evaluate_features(
+    features: Path = typer.Option(..., "--features", "-f", help=".npz of features, ids, cams"),
+    protocol: str = typer.Option("market", help=" | ".join(PROTOCOLS)),
+    out: Path = typer.Option(None, "--out", "-o", help="write cmc.png/.md/.csv/.json here"),
+    name: str = typer.Option(None, help="model name in the table (default: the file name)"),
+    repeats: int = typer.Option(10, min=1, help="thesis/cuhk03-classic repeats"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Evaluate saved features and print the CMC table (and mAP)."""
+    from synthreid.evaluate import protocols
+    from synthreid.evaluate.features import load_features, pooled
+    from synthreid.evaluate.report import markdown, write_report
+
+    if protocol not in PROTOCOLS:
+        _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
+    try:
+        arrays = load_features(features)
+        if protocol == "thesis":
+            result = protocols.thesis(*pooled(arrays), repeats=repeats, seed=seed)
+        else:
+            split = [arrays.get(f"{s}_{k}") for s in ("query", "gallery")
+                     for k in ("features", "ids", "cams")]
+            if any(a is None for a in split):
+                raise protocols.EvaluationError(
+                    f"{features}: the {protocol} protocol needs query_* and gallery_* arrays")
+            if protocol == "cuhk03-classic":
+                result = protocols.cuhk03_classic(*split, repeats=repeats, seed=seed)
+            else:
+                result = protocols.market(*split)
+    except SynthReidError as error:
+        _fail(error)
+    results = {name or features.stem: result}
+    typer.echo(markdown(results), nl=False)
+    if out is not None:
+        paths = write_report(results, out, title=f"CMC ({protocol})")
+        console.print(f"report in {paths['md'].parent}")
+
+
+@app.command()
+def dataset(
+    kind: str = typer.Argument(..., help="market1501, dukemtmc, msmt17, cuhk03-np, cuhk03-mat, "
+                               "viper, prid2011, folders, pattern, synthetic"),
+    root: Path = typer.Argument(..., help="the dataset folder (cuhk03-mat: the .mat file)"),
+    pattern: str = typer.Option(None, help="pattern: regex with (?P<pid>...) and (?P<camid>...)"),
+    test_ids: str = typer.Option(None, help="folders/pattern: test id ranges, e.g. 301-450"),
+    test_count: int = typer.Option(None, help="folders/pattern: number of random test ids"),
+    test_fraction: float = typer.Option(None, help="folders/pattern: fraction of test ids"),
+    split_file: Path = typer.Option(None, help="folders/pattern: file of test ids"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Read a dataset and print what was found (ids and images per split)."""
+    from synthreid.datasets import TestSplit, read_dataset
+
+    options: dict = {}
+    if kind in ("folders", "pattern"):
+        options["split"] = TestSplit(test_ids, test_count, test_fraction, split_file, seed)
+    if kind == "pattern":
+        options["pattern"] = pattern or ""
+    try:
+        typer.echo(read_dataset(kind, root, **options).summary())
+    except SynthReidError as error:
+        _fail(error)
+
+
 @app.command()
 def presets() -> None:
     """List the built-in presets (thesis Table 3.1)."""

@@ -19,3 +19,7 @@ class DatasetError(SynthReidError):
 
 class JobError(SynthReidError):
     """The job database or a job is in a state that cannot proceed."""
+
+
+class EvaluationError(SynthReidError):
+    """Features, ids or cameras that cannot be evaluated as asked."""

@@ -1,0 +1,42 @@
+"""Real re-id datasets in their standard layouts, and layouts of the user's own.
+
+    from synthreid.datasets import read_dataset
+    market = read_dataset("market1501", "/data/Market-1501-v15.09.15")
+
+The registry below is the one place readers are named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from synthreid.datasets.cuhk03 import read_cuhk03_mat, read_cuhk03_np
+from synthreid.datasets.custom import TestSplit, read_folders, read_pattern
+from synthreid.datasets.market import read_market_layout
+from synthreid.datasets.msmt17 import read_msmt17
+from synthreid.datasets.records import ImageRecord, ReidDataset, relabel
+from synthreid.datasets.two_camera import read_prid2011, read_viper
+from synthreid.errors import DatasetError
+
+READERS: dict[str, Callable[..., ReidDataset]] = {
+    "market1501": lambda root, **kw: read_market_layout(root, "market1501", **kw),
+    "dukemtmc": lambda root, **kw: read_market_layout(root, "dukemtmc", **kw),
+    "synthetic": lambda root, **kw: read_market_layout(root, "synthetic", **kw),
+    "msmt17": read_msmt17,
+    "cuhk03-np": read_cuhk03_np,
+    "cuhk03-mat": read_cuhk03_mat,
+    "viper": read_viper,
+    "prid2011": read_prid2011,
+    "folders": read_folders,
+    "pattern": read_pattern,
+}
+
+
+def read_dataset(kind: str, root: str | Path, **options) -> ReidDataset:
+    if kind not in READERS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; known: {', '.join(READERS)}")
+    return READERS[kind](root, **options)
+
+
+__all__ = ["READERS", "ImageRecord", "ReidDataset", "TestSplit", "read_dataset", "relabel"]

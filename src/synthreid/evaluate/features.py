@@ -1,0 +1,46 @@
+"""Feature files: a `.npz` with either `query_*` and `gallery_*` arrays (features, ids, cams)
+for the standard protocols, or `features`, `ids`, `cams` for the thesis protocol."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from synthreid.errors import EvaluationError
+
+SPLIT_KEYS = ("features", "ids", "cams")
+
+
+def load_features(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EvaluationError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise EvaluationError(f"{path}: not a .npz archive of arrays") from None
+    split = all(f"{s}_{k}" in arrays for s in ("query", "gallery") for k in SPLIT_KEYS)
+    pooled = all(k in arrays for k in SPLIT_KEYS)
+    if not (split or pooled):
+        raise EvaluationError(
+            f"{path}: expected arrays query_features, query_ids, query_cams, gallery_features, "
+            f"gallery_ids, gallery_cams (or features, ids, cams); found {', '.join(arrays)}")
+    return arrays
+
+
+def pooled(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All evaluation samples in one pool, as the thesis protocol draws from."""
+    if all(k in arrays for k in SPLIT_KEYS):
+        return arrays["features"], arrays["ids"], arrays["cams"]
+    return tuple(np.concatenate([arrays[f"query_{k}"], arrays[f"gallery_{k}"]])
+                 for k in SPLIT_KEYS)
+
+
+def save_features(path: Path, **arrays: np.ndarray) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return path
