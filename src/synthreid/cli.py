@@ -101,11 +101,11 @@ def dataset(
     seed: int = typer.Option(0),
 ) -> None:
     """Read a dataset and print what was found (ids and images per split)."""
-    from synthreid.datasets import TestSplit, read_dataset
+    from synthreid.datasets import IdSplit, read_dataset
 
     options: dict = {}
     if kind in ("folders", "pattern"):
-        options["split"] = TestSplit(test_ids, test_count, test_fraction, split_file, seed)
+        options["split"] = IdSplit(test_ids, test_count, test_fraction, split_file, seed)
     if kind == "pattern":
         options["pattern"] = pattern or ""
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from synthreid.datasets.cuhk03 import read_cuhk03_mat, read_cuhk03_np
-from synthreid.datasets.custom import TestSplit, read_folders, read_pattern
+from synthreid.datasets.custom import IdSplit, read_folders, read_pattern
 from synthreid.datasets.market import read_market_layout
 from synthreid.datasets.msmt17 import read_msmt17
 from synthreid.datasets.records import ImageRecord, ReidDataset, relabel
@@ -33,10 +33,10 @@ READERS: dict[str, Callable[..., ReidDataset]] = {
 }
 
 
-def read_dataset(kind: str, root: str | Path, **options) -> ReidDataset:
-    if kind not in READERS:
-        raise DatasetError(f"unknown dataset kind {kind!r}; known: {', '.join(READERS)}")
-    return READERS[kind](root, **options)
+def read_dataset(layout: str, root: str | Path, **options) -> ReidDataset:
+    if layout not in READERS:
+        raise DatasetError(f"unknown dataset layout {layout!r}; known: {', '.join(READERS)}")
+    return READERS[layout](root, **options)
 
 
-__all__ = ["READERS", "ImageRecord", "ReidDataset", "TestSplit", "read_dataset", "relabel"]
+__all__ = ["READERS", "ImageRecord", "ReidDataset", "IdSplit", "read_dataset", "relabel"]

@@ -35,6 +35,15 @@ def read_cuhk03_np(root: str | Path, kind: str = "labeled",
     return dataset
 
 
+def _open(mat_path: Path):
+    import h5py
+
+    try:
+        return h5py.File(mat_path, "r")
+    except OSError:
+        raise DatasetError(f"{mat_path}: not an HDF5 file (cuhk-03.mat is MATLAB v7.3)") from None
+
+
 def _global_pid(pair: int, person: int) -> int:
     """A unique id per (camera pair, person), both 1-based: 1001, 1002, ..., 5xxx."""
     return pair * 1000 + person
@@ -42,14 +51,12 @@ def _global_pid(pair: int, person: int) -> int:
 
 def _extract(mat_path: Path, kind: str) -> Path:
     """Write every image of the `kind` cell to PNG once (temp folder + rename)."""
-    import h5py
-
     out = mat_path.parent / f"cuhk03_{kind}_images"
     if out.is_dir():
         return out
     staging = Path(tempfile.mkdtemp(dir=mat_path.parent, prefix=f".{out.name}-"))
     try:
-        with h5py.File(mat_path, "r") as mat:
+        with _open(mat_path) as mat:
             if kind not in mat:
                 raise DatasetError(f"{mat_path}: no '{kind}' cell (is this cuhk-03.mat?)")
             for pair, pair_ref in enumerate(mat[kind][0], start=1):
@@ -63,9 +70,6 @@ def _extract(mat_path: Path, kind: str) -> Path:
                         name = f"{pair}_{person:03d}_{camera}_{index + 1:02d}.png"
                         Image.fromarray(pixels.astype(np.uint8)).save(staging / name)
         os.replace(staging, out)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DatasetError(f"{mat_path}: cannot read as HDF5 (MATLAB v7.3): {error}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -74,9 +78,7 @@ def _extract(mat_path: Path, kind: str) -> Path:
 
 def classic_splits(mat_path: str | Path) -> list[set[int]]:
     """The 20 classic test splits, as sets of global person ids."""
-    import h5py
-
-    with h5py.File(Path(mat_path), "r") as mat:
+    with _open(Path(mat_path)) as mat:
         if "testsets" not in mat:
             raise DatasetError(f"{mat_path}: no 'testsets' cell (is this cuhk-03.mat?)")
         return [{_global_pid(int(p), int(q)) for p, q in mat[ref][:].T}

@@ -25,7 +25,7 @@ CAMERA_IN_NAME = re.compile(r"(?:^|_)c(?:am)?(?P<camid>\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class TestSplit:
+class IdSplit:
     """Exactly one of: id ranges, a count, a fraction, a split file."""
 
     ranges: str | None = None
@@ -82,7 +82,7 @@ def _read_split_file(path: Path) -> set[int]:
     return ids
 
 
-def _assemble(name: str, root: Path, records: list[ImageRecord], split: TestSplit,
+def _assemble(name: str, root: Path, records: list[ImageRecord], split: IdSplit,
               cameras_known: bool) -> ReidDataset:
     notes = [split.describe()]
     if not cameras_known:
@@ -97,7 +97,7 @@ def _assemble(name: str, root: Path, records: list[ImageRecord], split: TestSpli
                        notes=notes)
 
 
-def read_pattern(root: str | Path, pattern: str, split: TestSplit,
+def read_pattern(root: str | Path, pattern: str, split: IdSplit,
                  check_images: bool = True) -> ReidDataset:
     root = Path(root).expanduser()
     try:
@@ -114,7 +114,7 @@ def read_pattern(root: str | Path, pattern: str, split: TestSplit,
     return _assemble("pattern", root, records, split, "camid" in regex.groupindex)
 
 
-def read_folders(root: str | Path, split: TestSplit, check_images: bool = True) -> ReidDataset:
+def read_folders(root: str | Path, split: IdSplit, check_images: bool = True) -> ReidDataset:
     """One sub-folder per identity (any names; ids are their sorted order, from 1); a camera is
     read from names like `..._c2_...` or `cam2_...` when every file has one."""
     root = Path(root).expanduser()
