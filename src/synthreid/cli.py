@@ -46,6 +46,129 @@ def preview(
                   f"contact sheet {result.contact_sheet}")
 
 
+DB_OPTION = typer.Option("sqlite:///synthreid.db", "--db", envvar="SYNTHREID_DB",
+                         help="job database URL (sqlite:///FILE or postgresql+psycopg://...)")
+STORAGE_OPTION = typer.Option("out/storage", "--storage", envvar="SYNTHREID_STORAGE",
+                              help="storage folder or fsspec URL (s3://bucket/prefix, ...)")
+
+
+@app.command()
+def plan(
+    preset: str = typer.Argument(..., help="I, II, III, IV or a YAML file"),
+    run: str = typer.Option(..., "--run", help="a name for this run"),
+    characters: int = typer.Option(None, "--characters", "-c", min=1,
+                                   help="default: the preset's"),
+    images: int = typer.Option(None, "--images", "-m", min=1, help="default: the preset's"),
+    seed: int = typer.Option(0, "--seed", "-s"),
+    db: str = DB_OPTION,
+) -> None:
+    """Sample every character of a run and store them, with their images and jobs."""
+    from synthreid.config import load_config
+    from synthreid.farm.db import connect
+    from synthreid.farm.plan import plan_run
+
+    try:
+        config = load_config(preset)
+        engine = connect(db)
+        run_id = plan_run(engine, run, config, characters or config.characters,
+                          images or config.images_per_character, seed)
+    except SynthReidError as error:
+        _fail(error)
+    console.print(f"run {run!r} (id {run_id}) planned in {db}")
+
+
+@app.command()
+def render(
+    db: str = DB_OPTION, storage: str = STORAGE_OPTION,
+    workers: int = typer.Option(None, "--workers", "-w", min=1,
+                                help="default: one per core, or one per GPU"),
+    run: str = typer.Option(None, "--run", help="only this run (default: all)"),
+    lease: float = typer.Option(120.0, help="seconds a claim lasts without a heartbeat"),
+) -> None:
+    """Render every outstanding job with local worker processes."""
+    from synthreid.farm.supervisor import render_run
+
+    try:
+        status = render_run(db, storage, workers, run, lease)
+    except SynthReidError as error:
+        _fail(error)
+    console.print(f"{status.images_done} of {status.images_total} images done; jobs {status.jobs}")
+
+
+@app.command()
+def worker(
+    db: str = DB_OPTION, storage: str = STORAGE_OPTION,
+    run: str = typer.Option(None, "--run"),
+    lease: float = typer.Option(120.0), threads: int = typer.Option(0),
+) -> None:
+    """Run one worker (on any machine that reaches the database and the storage)."""
+    from synthreid.farm.worker import main
+
+    args = ["--db", db, "--storage", storage, "--lease", str(lease), "--threads", str(threads)]
+    raise typer.Exit(main(args + (["--run", run] if run else [])))
+
+
+@app.command()
+def status(db: str = DB_OPTION) -> None:
+    """Progress per run, and the error of every failed (quarantined) job."""
+    from sqlalchemy import select
+
+    from synthreid.farm.db import characters as characters_table
+    from synthreid.farm.db import connect, jobs, runs
+    from synthreid.farm.supervisor import run_status
+
+    try:
+        engine = connect(db, create=False)
+        with engine.connect() as connection:
+            all_runs = connection.execute(select(runs.c.id, runs.c.name, runs.c.preset)).all()
+            failed = connection.execute(
+                select(jobs.c.run_id, characters_table.c.index, jobs.c.attempts,
+                       jobs.c.last_error)
+                .join(characters_table, characters_table.c.id == jobs.c.character_id)
+                .where(jobs.c.status == "failed")).all()
+    except SynthReidError as error:
+        _fail(error)
+    for run_id, name, preset in all_runs:
+        s = run_status(engine, run_id)
+        counts = " ".join(f"{k} {v}" for k, v in sorted(s.jobs.items()))
+        typer.echo(f"{name} (preset {preset}): images {s.images_done}/{s.images_total}; "
+                   f"jobs: {counts}")
+        for failed_run, index, attempts, error in failed:
+            if failed_run == run_id:
+                typer.echo(f"  failed character {index} after {attempts} attempts: {error}")
+
+
+@app.command()
+def retry(run: str = typer.Argument(...), db: str = DB_OPTION) -> None:
+    """Requeue the failed (quarantined) jobs of a run."""
+    from synthreid.farm.db import connect, run_id
+    from synthreid.farm.queue import retry_failed
+
+    try:
+        engine = connect(db, create=False)
+        count = retry_failed(engine, run_id(engine, run))
+    except SynthReidError as error:
+        _fail(error)
+    console.print(f"{count} failed jobs of {run!r} requeued")
+
+
+@app.command()
+def export(
+    run: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", "-o"),
+    db: str = DB_OPTION, storage: str = STORAGE_OPTION,
+    allow_failed: bool = typer.Option(False, help="export although some jobs failed"),
+) -> None:
+    """Write a finished run as a Market-1501-layout dataset with masks, keypoints, metadata."""
+    from synthreid.farm.export import export_run
+
+    try:
+        path = export_run(db, storage, run, out, allow_failed)
+    except SynthReidError as error:
+        _fail(error)
+    console.print(f"dataset written to {path}")
+
+
 PROTOCOLS = ("thesis", "market", "cuhk03-new", "cuhk03-classic")
 
 

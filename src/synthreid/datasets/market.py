@@ -1,5 +1,6 @@
 """Market-1501 layout: bounding_box_train/, bounding_box_test/, query/ with names like
-0002_c1s1_000451_03.jpg. DukeMTMC-reID, CUHK03-NP and our synthetic export share it."""
+0002_c1s1_000451_03.jpg. DukeMTMC-reID, CUHK03-NP and our synthetic export share it; the export
+adds bounding_box_val/ (held-out validation ids) and masks/."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ def read_market_layout(root: str | Path, name: str = "market1501",
     root = Path(root).expanduser()
     example = EXAMPLES.get(name, EXAMPLES["market1501"])
     parts: dict[str, list[ImageRecord]] = {}
-    for split, folder_name in FOLDERS.items():
+    folders = dict(FOLDERS)
+    if (root / "bounding_box_val").is_dir():
+        folders["validation"] = "bounding_box_val"
+    for split, folder_name in folders.items():
         folder = root / folder_name
         paths = list_images(folder)
         if check_images:
@@ -29,10 +33,11 @@ def read_market_layout(root: str | Path, name: str = "market1501",
         masks = root / "masks"
         records = []
         for path, pid, camid in parse_names(paths, MARKET_NAME, example, folder):
-            if split == "train" and pid <= 0:
+            if split in ("train", "validation") and pid <= 0:
                 continue  # junk (-1) and distractors (0) never train
             mask = masks / f"{path.stem}.png"
             records.append(ImageRecord(path, pid, camid, split,
                                        mask if mask.exists() else None))
         parts[split] = records
-    return ReidDataset(name, root, parts["train"], parts["query"], parts["gallery"])
+    return ReidDataset(name, root, parts["train"], parts["query"], parts["gallery"],
+                       validation=parts.get("validation", []))

@@ -32,6 +32,7 @@ class ReidDataset:
     gallery: list[ImageRecord]
     cameras_assigned: bool = False  # True: the files carry no camera; the reader assigned them
     notes: list[str] = field(default_factory=list)
+    validation: list[ImageRecord] = field(default_factory=list)  # held-out ids, when given
 
     @property
     def train_ids(self) -> int:
@@ -45,6 +46,8 @@ class ReidDataset:
                  f"  train   {ids(self.train):6} ids {len(self.train):8} images",
                  f"  query   {ids(self.query):6} ids {len(self.query):8} images",
                  f"  gallery {ids(self.gallery):6} ids {len(self.gallery):8} images"]
+        if self.validation:
+            lines.append(f"  val     {ids(self.validation):6} ids {len(self.validation):8} images")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -64,8 +65,12 @@ class Renderer:
         self._versions = versions()
 
     def render_character(self, character: CharacterSpec, images: list[ImageSpec],
-                         out_dir: Path) -> list[RenderedImage]:
-        """Render `images` of `character` into out_dir/{images,masks,records}/."""
+                         out_dir: Path,
+                         before_image: Callable[[], None] | None = None) -> list[RenderedImage]:
+        """Render `images` of `character` into out_dir/{images,masks,records}/.
+
+        `before_image` is called before each image; it may raise to abandon the character
+        (a worker that lost its job or was asked to stop)."""
         out_dir = Path(out_dir)
         folders = {k: out_dir / k for k in ("images", "masks", "records")}
         for folder in folders.values():
@@ -75,7 +80,12 @@ class Renderer:
         t = self.timings.add("body", t)
         self.scene.load_character(character, geometry)
         self.timings.add("scene", t)
-        return [self._render_image(character, geometry, image, folders) for image in images]
+        rendered = []
+        for image in images:
+            if before_image is not None:
+                before_image()
+            rendered.append(self._render_image(character, geometry, image, folders))
+        return rendered
 
     def _render_image(self, character: CharacterSpec, geometry: CharacterGeometry,
                       image: ImageSpec, folders: dict[str, Path]) -> RenderedImage:

@@ -1,0 +1,157 @@
+"""The job database: the permanent record of every run, character and image, and the queue.
+
+SQLite (a file; WAL mode, long busy timeout) by default, PostgreSQL for many machines: the same
+code, only the URL changes. Times come from the database clock (`db_now`), as epoch seconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, BigInteger, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text,
+    UniqueConstraint, create_engine, event, inspect, select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from synthreid.errors import JobError
+
+SCHEMA_VERSION = 1
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("preset", String(200), nullable=False),
+    Column("config", JSON, nullable=False),  # the frozen GenerationConfig
+    Column("seed", BigInteger, nullable=False),
+    Column("characters", Integer, nullable=False),
+    Column("images_per_character", Integer, nullable=False),
+    Column("versions", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+characters = Table(
+    "characters", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("index", Integer, nullable=False),  # character_id within the run
+    Column("spec", JSON, nullable=False),  # the whole sampled CharacterSpec
+    UniqueConstraint("run_id", "index"),
+)
+
+images = Table(
+    "images", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("character_id", ForeignKey("characters.id"), nullable=False),
+    Column("index", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),  # ImageSpec: camera, pose, light, seed
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("storage_key", String(400)),  # the RGB image; mask and record sit beside it
+    Column("sha256", String(64)),
+    Column("size", BigInteger),
+    Column("record", JSON),  # crop, keypoints, versions: what the renderer wrote
+    UniqueConstraint("character_id", "index"),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", ForeignKey("runs.id"), nullable=False, index=True),
+    Column("character_id", ForeignKey("characters.id"), nullable=False, unique=True),
+    Column("status", String(16), nullable=False, default="pending", index=True),
+    Column("worker", String(200)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", Float),
+    Column("finished_at", Float),
+    Column("last_error", Text),
+)
+
+
+class db_now(FunctionElement):
+    """The database server's clock, in epoch seconds (sub-second precision)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_now, "sqlite")
+def _now_sqlite(element, compiler, **kw) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_now, "postgresql")
+def _now_postgresql(element, compiler, **kw) -> str:
+    return "extract(epoch from clock_timestamp())::float8"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def connect(url: str, create: bool = True) -> Engine:
+    """An engine for `url` with the schema in place (created when missing and `create`).
+
+    Every failure is one line: a malformed URL, a missing driver, an unreachable server, or a
+    database written by a newer synthreid."""
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise JobError(f"database URL {url!r} is not valid: {error}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name != "postgresql":
+        raise JobError(f"database URL {url!r}: only sqlite and postgresql are supported")
+    try:
+        with engine.begin() as connection:
+            existing = inspect(connection).get_table_names()
+            if "schema_version" in existing:
+                version = connection.execute(select(schema_version.c.version)).scalar()
+                if version is not None and version > SCHEMA_VERSION:
+                    raise JobError(f"database {engine.url.render_as_string(hide_password=True)} has "
+                                   f"schema version {version}, newer than this synthreid's "
+                                   f"{SCHEMA_VERSION}: upgrade synthreid")
+                if version is not None and version < SCHEMA_VERSION:
+                    raise JobError(f"database schema version {version} is older than "
+                                   f"{SCHEMA_VERSION}; no migration exists yet")
+            elif existing:
+                raise JobError(f"database {url!r} holds other tables: not a synthreid job "
+                               f"database")
+            elif create:
+                metadata.create_all(connection)
+                connection.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+            else:
+                raise JobError(f"database {url!r} has no synthreid tables; run 'synthreid plan' "
+                               f"first")
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise JobError(f"cannot reach database "
+                       f"{engine.url.render_as_string(hide_password=True)}: {reason}") from None
+    except SQLAlchemyError as error:
+        raise JobError(f"database error: {str(error).splitlines()[0]}") from None
+    return engine
+
+
+def server_time(engine: Engine) -> float:
+    with engine.connect() as connection:
+        return float(connection.execute(select(db_now())).scalar())
+
+
+def run_id(engine: Engine, name: str) -> int:
+    with engine.connect() as connection:
+        found = connection.execute(select(runs.c.id).where(runs.c.name == name)).scalar()
+    if found is None:
+        with engine.connect() as connection:
+            names = connection.execute(select(runs.c.name).order_by(runs.c.id)).scalars().all()
+        known = ", ".join(names) if names else "none planned yet"
+        raise JobError(f"unknown run {name!r} (runs: {known})")
+    return int(found)
+

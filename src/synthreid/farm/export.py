@@ -1,0 +1,148 @@
+"""Export a finished run as a dataset in Market-1501 layout.
+
+    OUT/bounding_box_train/  OUT/bounding_box_val/  OUT/bounding_box_test/  OUT/query/
+    OUT/masks/  OUT/keypoints.json (COCO)  OUT/metadata.csv  OUT/split.json
+
+As in the thesis, 100 test ids and 100 validation ids are held out (fewer for small runs: a
+quarter of the ids each), and each image gets one of two pseudo-cameras at random; both draws
+come from the run's seed. File names are `PPPP_cC_CCCCCCIII.png` (person id = character + 1,
+since 0000 means "distractor" in Market-1501).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from synthreid.body.model import COCO17
+from synthreid.errors import JobError
+from synthreid.farm.db import characters, connect, images, run_id, runs
+from synthreid.farm.storage import Storage, sha256_of
+from synthreid.farm.supervisor import run_status
+from synthreid.render.coco import SKELETON
+
+HELD_OUT = 100
+
+
+def _split_ids(ids: list[int], seed: int) -> dict[str, set[int]]:
+    held = min(HELD_OUT, len(ids) // 4)
+    if held < 1:
+        raise JobError(f"export needs at least 4 finished characters, the run has {len(ids)}")
+    order = np.random.default_rng([seed, 2]).permutation(sorted(ids))
+    return {"test": set(order[:held].tolist()), "val": set(order[held:2 * held].tolist()),
+            "train": set(order[2 * held:].tolist())}
+
+
+def _metadata_row(name: str, split: str, pid: int, camid: int, spec: dict, view: dict) -> dict:
+    body, camera = spec["body"], view["camera"]
+    direction = camera["direction"]
+    garments = {g["kind"]: g for g in spec["garments"]}
+    lower = garments.get("pants") or garments.get("skirt")
+    return {
+        "file": name, "split": split, "pid": pid, "camid": camid,
+        "character": spec["character_id"], "image": view["image_index"],
+        "female": body["female"], "age_years": round(body["age_years"], 2),
+        "height_m": round(body["height_m"], 3), "muscle": round(body["muscle"], 3),
+        "weight": round(body["weight"], 3), "proportions": round(body["proportions"], 3),
+        "skin_tone": "#%02x%02x%02x" % tuple(round(255 * c) for c in body["skin_tone"]),
+        "shirt_colour": "#%02x%02x%02x" % tuple(round(255 * c) for c in garments["shirt"]["colour"]),
+        "shirt_texture": (garments["shirt"]["texture"] or {}).get("family", ""),
+        "sleeve_length": round(garments["shirt"]["length"], 3),
+        "lower": lower["kind"], "lower_length": round(lower["length"], 3),
+        "lower_colour": "#%02x%02x%02x" % tuple(round(255 * c) for c in lower["colour"]),
+        "lower_texture": (lower["texture"] or {}).get("family", ""),
+        "shoes": "shoes" in garments, "hair": spec["hair"]["style"],
+        "accessories": " ".join(a["kind"] for a in spec["accessories"]),
+        "room": spec["room"]["kind"], "background": spec["room"]["background"] or "",
+        "camera_polar_deg": round(math.degrees(math.acos(direction[2])), 2),
+        "camera_azimuth_deg": round(math.degrees(math.atan2(direction[1], direction[0])), 2),
+        "focal_mm": round(camera["focal_mm"], 2), "gait_phase": round(view["gait_phase"], 3),
+        "heading": round(view["heading"], 3),
+    }
+
+
+def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
+               allow_failed: bool = False) -> Path:
+    engine = connect(db_url, create=False)
+    run = run_id(engine, run_name)
+    status = run_status(engine, run)
+    if status.outstanding or (status.jobs.get("failed") and not allow_failed):
+        raise JobError(f"run {run_name!r} is not finished: {status.jobs}; render it first"
+                       + ("" if allow_failed else " (or export with --allow-failed)"))
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise JobError(f"{out}: folder exists and is not empty")
+    storage = Storage(storage_url)
+    with engine.connect() as connection:
+        seed = connection.execute(select(runs.c.seed).where(runs.c.id == run)).scalar()
+        rows = connection.execute(
+            select(characters.c.index, characters.c.spec, images.c.index.label("image"),
+                   images.c.spec.label("view"), images.c.storage_key, images.c.sha256,
+                   images.c.record)
+            .join(images, images.c.character_id == characters.c.id)
+            .where(characters.c.run_id == run, images.c.status == "done")
+            .order_by(characters.c.index, images.c.index)).mappings().all()
+    splits = _split_ids(sorted({r["index"] for r in rows}), seed)
+    rng = np.random.default_rng([seed, 3])
+    cams = rng.integers(1, 3, len(rows))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        folders = {"train": "bounding_box_train", "val": "bounding_box_val",
+                   "gallery": "bounding_box_test", "query": "query"}
+        for folder in list(folders.values()) + ["masks"]:
+            (staging / folder).mkdir()
+        queried: set[int] = set()
+        has_cam1 = {r["index"] for r, c in zip(rows, cams) if c == 1}
+        metadata, coco_images, coco_annotations = [], [], []
+        for row, camid in zip(rows, cams):
+            index, pid = row["index"], row["index"] + 1
+            split = next(s for s, members in splits.items() if index in members)
+            if split == "test":
+                # The first camera-1 image of a test id is its query (its first image if none).
+                if index not in queried and (camid == 1 or index not in has_cam1):
+                    split = "query"
+                    queried.add(index)
+                else:
+                    split = "gallery"
+            name = f"{pid:04d}_c{camid}_{index:06d}{row['image']:03d}.png"
+            data = storage.read(row["storage_key"])
+            if sha256_of(data) != row["sha256"]:
+                raise JobError(f"storage {storage.url}: {row['storage_key']} does not match its "
+                               f"checksum")
+            (staging / folders[split] / name).write_bytes(data)
+            mask_key = row["storage_key"].removesuffix(".png") + ".mask.png"
+            (staging / "masks" / name).write_bytes(storage.read(mask_key))
+            metadata.append(_metadata_row(name, split, pid, int(camid), row["spec"], row["view"]))
+            crop, xyv = row["record"]["crop"], row["record"]["keypoints"]["xyv"]
+            image_id = len(coco_images) + 1
+            coco_images.append({"id": image_id, "file_name": f"{folders[split]}/{name}",
+                                "width": crop["width"], "height": crop["height"]})
+            coco_annotations.append({"id": image_id, "image_id": image_id, "category_id": 1,
+                                     "person_id": pid, "iscrowd": 0,
+                                     "keypoints": [v for p in xyv for v in p],
+                                     "num_keypoints": sum(1 for p in xyv if p[2] > 0)})
+        with open(staging / "metadata.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(metadata[0]))
+            writer.writeheader()
+            writer.writerows(metadata)
+        (staging / "keypoints.json").write_text(json.dumps({
+            "images": coco_images, "annotations": coco_annotations,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17),
+                            "skeleton": SKELETON}]}))
+        (staging / "split.json").write_text(json.dumps(
+            {k: sorted(i + 1 for i in v) for k, v in splits.items()}))
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

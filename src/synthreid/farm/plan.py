@@ -1,0 +1,69 @@
+"""Planning a run: every character is sampled up front and stored with its images and its job.
+
+Planning the same run again with the same arguments is a no-op (and finishes a plan that was
+interrupted); with different arguments it is an error.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Engine
+
+from synthreid.config import GenerationConfig
+from synthreid.errors import JobError
+from synthreid.farm.db import characters, images, jobs, runs
+from synthreid.scene.sampling import sample_character, sample_images
+
+BATCH = 200  # characters per transaction; each character and its job share one
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("synthreid", "bpy", "anny"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
+
+
+def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_count: int,
+             images_count: int, seed: int, progress=None) -> int:
+    """Store the run and all its characters, images and jobs; returns the run id."""
+    frozen = config.model_dump(mode="json")
+    wanted = {"preset": config.name, "config": frozen, "seed": seed,
+              "characters": characters_count, "images_per_character": images_count}
+    with engine.begin() as connection:
+        existing = connection.execute(select(runs).where(runs.c.name == name)).mappings().first()
+        if existing is None:
+            run = connection.execute(insert(runs).values(
+                name=name, versions=_versions(), created_at=time.time(), **wanted)).inserted_primary_key[0]
+        else:
+            different = [k for k, v in wanted.items() if existing[k] != v]
+            if different:
+                raise JobError(f"run {name!r} was planned with other {', '.join(different)}; "
+                               f"choose a new --run name")
+            run = existing["id"]
+        done = connection.execute(select(func.count()).select_from(characters)
+                                  .where(characters.c.run_id == run)).scalar()
+    for start in range(done, characters_count, BATCH):
+        stop = min(start + BATCH, characters_count)
+        with engine.begin() as connection:
+            for index in range(start, stop):
+                character = sample_character(config, index, seed)
+                row = connection.execute(insert(characters).values(
+                    run_id=run, index=index,
+                    spec=character.model_dump(mode="json"))).inserted_primary_key[0]
+                connection.execute(insert(images), [
+                    {"character_id": row, "index": view.image_index,
+                     "spec": view.model_dump(mode="json"), "status": "pending"}
+                    for view in sample_images(config, character, images_count)])
+                connection.execute(insert(jobs).values(run_id=run, character_id=row,
+                                                       status="pending", attempts=0))
+        if progress is not None:
+            progress(stop - start)
+    return int(run)

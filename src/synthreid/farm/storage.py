@@ -1,0 +1,74 @@
+"""Central storage through fsspec: a local folder by default, any fsspec URL at scale
+(s3://, gs://, memory:// in tests). Keys are built from ids and the attempt only."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+import fsspec
+
+from synthreid.errors import JobError
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def attempt_prefix(run_id: int, character_index: int, attempt: int) -> str:
+    return f"runs/{run_id:05d}/characters/{character_index:06d}/attempt-{attempt:02d}"
+
+
+class Storage:
+    def __init__(self, url: str) -> None:
+        if "://" not in url:
+            url = str(Path(url).expanduser().resolve())
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(url)
+        except (ValueError, ImportError) as error:
+            raise JobError(f"storage URL {url!r}: {error}") from None
+        self.url = url
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        return f"{self.root.rstrip('/')}/{key}"
+
+    def put_verified(self, data: bytes, key: str) -> tuple[str, int]:
+        """Write `data` under `key` atomically (a temporary name, then a move) and read it back:
+        the stored size and checksum must match. Returns (sha256, size)."""
+        final = self.path(key)
+        temporary = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        parent = final.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        digest = sha256_of(data)
+        try:
+            self.fs.pipe_file(temporary, data)
+            self.fs.mv(temporary, final)
+        except Exception:
+            if self.fs.exists(temporary):
+                self.fs.rm(temporary)
+            raise
+        stored = self.fs.cat_file(final)
+        if len(stored) != len(data) or sha256_of(stored) != digest:
+            raise JobError(f"storage {self.url}: {key} did not read back as written")
+        return digest, len(data)
+
+    def read(self, key: str) -> bytes:
+        return self.fs.cat_file(self.path(key))
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self.path(prefix).rstrip("/")
+        if not self.fs.exists(base):
+            return []
+        root = self.root.rstrip("/") + "/"
+        return sorted(p.split(root, 1)[-1] if root in p else p
+                      for p in self.fs.find(base))
+
+    def remove_prefix(self, prefix: str) -> None:
+        path = self.path(prefix)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)

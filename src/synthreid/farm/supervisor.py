@@ -1,0 +1,121 @@
+"""Local render farm: N worker processes on this machine, restarted if they die, watched through
+the job database with a progress bar (images done, rate, ETA, failures)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from synthreid.errors import JobError
+from synthreid.farm.db import characters, connect, images, jobs, run_id
+
+
+@dataclass
+class RunStatus:
+    images_done: int
+    images_total: int
+    jobs: dict[str, int]
+
+    @property
+    def outstanding(self) -> int:
+        return self.jobs.get("pending", 0) + self.jobs.get("running", 0)
+
+
+def run_status(engine: Engine, run: int | None = None) -> RunStatus:
+    job_query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+    image_query = (select(images.c.status, func.count())
+                   .join(characters, characters.c.id == images.c.character_id)
+                   .group_by(images.c.status))
+    if run is not None:
+        job_query = job_query.where(jobs.c.run_id == run)
+        image_query = image_query.where(characters.c.run_id == run)
+    with engine.connect() as connection:
+        job_counts = dict(connection.execute(job_query).all())
+        image_counts = dict(connection.execute(image_query).all())
+    return RunStatus(image_counts.get("done", 0), sum(image_counts.values()), job_counts)
+
+
+def gpu_slots() -> list[str]:
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:
+        return []
+
+
+def _spawn(db_url: str, storage_url: str, run: str | None, lease_s: float, threads: int,
+           gpu: str | None, log: Path) -> subprocess.Popen:
+    """A worker process; its output goes to `log` (a pipe could fill up and stall it)."""
+    command = [sys.executable, "-m", "synthreid.farm.worker", "--db", db_url,
+               "--storage", storage_url, "--lease", str(lease_s), "--threads", str(threads)]
+    if run:
+        command += ["--run", run]
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    with open(log, "a") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def render_run(db_url: str, storage_url: str, workers: int | None = None, run: str | None = None,
+               lease_s: float = 120.0, progress: bool = True) -> RunStatus:
+    """Render every outstanding job (of `run`, or of all runs) with local workers."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+
+    engine = connect(db_url, create=False)
+    run_filter = run_id(engine, run) if run else None
+    # Default: one worker per GPU when CUDA is present (each pinned to its GPU), else per core.
+    slots = gpu_slots()
+    count = workers or len(slots) or os.cpu_count() or 1
+    gpus = [slots[i % len(slots)] if slots else None for i in range(count)]
+    threads = 0 if slots else max(1, (os.cpu_count() or 1) // count)
+    logs = Path(tempfile.mkdtemp(prefix="synthreid-workers-"))
+    spawn = lambda i: _spawn(db_url, storage_url, run, lease_s, threads, gpus[i],  # noqa: E731
+                             logs / f"worker-{i}.log")
+    processes = [spawn(i) for i in range(count)]
+    status = run_status(engine, run_filter)
+    started, done_at_start = time.time(), status.images_done
+    columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:.2f} img/s"), TimeRemainingColumn(),
+               TextColumn("failed jobs {task.fields[failed]}"))
+    try:
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("images", total=status.images_total,
+                                completed=status.images_done, rate=0.0, failed=0)
+            while True:
+                time.sleep(1.0)
+                status = run_status(engine, run_filter)
+                rate = (status.images_done - done_at_start) / max(time.time() - started, 1e-6)
+                bar.update(task, completed=status.images_done, rate=rate,
+                           failed=status.jobs.get("failed", 0))
+                alive = [p.poll() is None for p in processes]
+                if status.outstanding == 0 and not any(alive):
+                    break
+                for i, is_alive in enumerate(alive):
+                    if is_alive or status.outstanding == 0:
+                        continue
+                    if processes[i].returncode == 2:  # the worker could not start at all
+                        lines = (logs / f"worker-{i}.log").read_text().strip().splitlines()
+                        raise JobError(lines[-1].removeprefix("error: ") if lines
+                                       else "a worker could not start")
+                    processes[i] = spawn(i)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return status

@@ -1,0 +1,250 @@
+"""One worker: claim a character, render its images, upload and verify them, then mark it done.
+
+The worker builds the body model and imports bpy once, not per job. A heartbeat thread renews
+the lease; when a renewal changes nothing, the job was lost and rendering stops. SIGINT/SIGTERM
+release the current job untouched and end the worker.
+
+    python -m synthreid.farm.worker --db sqlite:///farm.db --storage out/storage
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from synthreid.config import config_from_dict
+from synthreid.errors import SynthReidError
+from synthreid.farm import queue
+from synthreid.farm.db import characters, connect, images, jobs, runs
+from synthreid.farm.storage import Storage, attempt_prefix
+from synthreid.scene.spec import CharacterSpec, ImageSpec
+
+
+class JobLost(Exception):
+    """The lease was taken over by another worker; this attempt must not complete."""
+
+
+class StopRequested(Exception):
+    """SIGINT/SIGTERM: give the job back and end."""
+
+
+@dataclass
+class WorkerOptions:
+    lease_s: float = 120.0
+    heartbeat_s: float | None = None  # default: a third of the lease
+    max_attempts: int = queue.DEFAULT_MAX_ATTEMPTS
+    poll_s: float = 2.0
+    threads: int = 0  # render threads (0: all cores)
+    run: str | None = None  # only this run's jobs
+    max_jobs: int | None = None
+
+
+@dataclass
+class WorkerReport:
+    name: str
+    done: int = 0
+    failed: int = 0
+    lost: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, engine: Engine, claim: queue.Claim, options: WorkerOptions) -> None:
+        super().__init__(daemon=True)
+        self.engine, self.claim, self.options = engine, claim, options
+        self.lost = threading.Event()
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        interval = self.options.heartbeat_s or self.options.lease_s / 3
+        while not self.finished.wait(interval):
+            try:
+                if not queue.heartbeat(self.engine, self.claim, self.options.lease_s):
+                    self.lost.set()
+                    return
+            except Exception:  # a blip in the database: the next beat may succeed
+                continue
+
+
+class Worker:
+    def __init__(self, db_url: str, storage_url: str, options: WorkerOptions | None = None,
+                 name: str | None = None) -> None:
+        self.engine = connect(db_url, create=False)
+        self.storage = Storage(storage_url)
+        self.options = options or WorkerOptions()
+        self.report = WorkerReport(name or worker_name())
+        self.stop = threading.Event()
+        self._renderer = None
+        self._renderer_run: int | None = None
+        self._model = None
+
+    def _run_filter(self) -> int | None:
+        if self.options.run is None:
+            return None
+        from synthreid.farm.db import run_id
+
+        return run_id(self.engine, self.options.run)
+
+    def _renderer_for(self, run: int):
+        if self._renderer_run != run:
+            from synthreid.body.model import BodyModel
+            from synthreid.render.renderer import Renderer
+
+            with self.engine.connect() as connection:
+                frozen = connection.execute(select(runs.c.config).where(runs.c.id == run)).scalar()
+            frozen["render"]["threads"] = self.options.threads
+            self._model = self._model or BodyModel()
+            self._renderer = Renderer(config_from_dict(frozen, f"run {run}"), self._model)
+            self._renderer_run = run
+        return self._renderer
+
+    def _outstanding(self, run: int | None) -> int:
+        query = select(func.count()).select_from(jobs).where(jobs.c.status.in_(("pending", "running")))
+        if run is not None:
+            query = query.where(jobs.c.run_id == run)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar())
+
+    def run(self) -> WorkerReport:
+        run = self._run_filter()
+        while not self.stop.is_set():
+            if self.options.max_jobs is not None and self.report.done >= self.options.max_jobs:
+                break
+            claim = queue.claim(self.engine, self.report.name, self.options.lease_s, run,
+                                self.options.max_attempts)
+            if claim is None:
+                if self._outstanding(run) == 0:
+                    break  # nothing pending, nothing running anywhere: the run is finished
+                self.stop.wait(self.options.poll_s)  # others hold leases that may yet expire
+                continue
+            self._work(claim)
+        return self.report
+
+    def _work(self, claim: queue.Claim) -> None:
+        heartbeat = Heartbeat(self.engine, claim, self.options)
+        heartbeat.start()
+
+        def checkpoint() -> None:
+            if self.stop.is_set():
+                raise StopRequested()
+            if heartbeat.lost.is_set():
+                raise JobLost()
+
+        prefix = None
+        try:
+            character_index, spec, views = self._load(claim)
+            prefix = attempt_prefix(claim.run_id, character_index, claim.attempt)
+            renderer = self._renderer_for(claim.run_id)
+            with tempfile.TemporaryDirectory(prefix="synthreid-") as tmp:
+                rendered = renderer.render_character(spec, [v for _, v in views], Path(tmp),
+                                                     before_image=checkpoint)
+                results = []
+                for (row, _), image in zip(views, rendered):
+                    checkpoint()
+                    results.append(self._upload(prefix, row, image))
+            checkpoint()
+            heartbeat.finished.set()
+            if queue.complete(self.engine, claim, results):
+                self.report.done += 1
+                self._clean_other_attempts(claim.run_id, character_index, claim.attempt)
+            else:
+                raise JobLost()
+        except StopRequested:
+            queue.release(self.engine, claim)
+            self._remove(prefix)
+        except JobLost:
+            self.report.lost += 1
+            self._remove(prefix)
+        except Exception as error:  # any failure of this character: record it, keep working
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            if not isinstance(error, SynthReidError):
+                message += " | " + traceback.format_exc().strip().splitlines()[-2].strip()
+            self.report.failed += 1
+            self.report.errors.append(message)
+            queue.fail(self.engine, claim, message, self.options.max_attempts)
+            self._remove(prefix)
+        finally:
+            heartbeat.finished.set()
+
+    def _load(self, claim: queue.Claim) -> tuple[int, CharacterSpec, list[tuple[int, ImageSpec]]]:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(characters).where(
+                characters.c.id == claim.character_row)).mappings().one()
+            views = connection.execute(select(images.c.id, images.c.spec).where(
+                images.c.character_id == claim.character_row).order_by(images.c.index)).all()
+        spec = CharacterSpec.model_validate(row["spec"])
+        return row["index"], spec, [(v.id, ImageSpec.model_validate(v.spec)) for v in views]
+
+    def _upload(self, prefix: str, image_row: int, image) -> dict:
+        rgb_sha, rgb_size = self.storage.put_verified(image.rgb.read_bytes(),
+                                                      f"{prefix}/{image.stem}.png")
+        self.storage.put_verified(image.mask.read_bytes(), f"{prefix}/{image.stem}.mask.png")
+        self.storage.put_verified(json.dumps(image.record).encode(), f"{prefix}/{image.stem}.json")
+        record = {k: image.record[k] for k in ("crop", "keypoints", "camera", "versions")}
+        return {"image_row": image_row, "key": f"{prefix}/{image.stem}.png", "sha256": rgb_sha,
+                "size": rgb_size, "record": record}
+
+    def _clean_other_attempts(self, run: int, character_index: int, attempt: int) -> None:
+        """Leftovers of lost attempts of this character, now that one attempt completed."""
+        keep = attempt_prefix(run, character_index, attempt)
+        parent = keep.rsplit("/", 1)[0]
+        for key in {k.rsplit("/", 1)[0] for k in self.storage.list(parent)}:
+            if key != keep:
+                self.storage.remove_prefix(key)
+
+    def _remove(self, prefix: str | None) -> None:
+        if prefix is not None:
+            try:
+                self.storage.remove_prefix(prefix)
+            except Exception:
+                pass  # best effort; a completing attempt cleans these up too
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one synthreid render worker.")
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--run", default=None)
+    parser.add_argument("--lease", type=float, default=120.0)
+    parser.add_argument("--heartbeat", type=float, default=None)
+    parser.add_argument("--max-attempts", type=int, default=queue.DEFAULT_MAX_ATTEMPTS)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--max-jobs", type=int, default=None)
+    args = parser.parse_args(argv)
+    options = WorkerOptions(lease_s=args.lease, heartbeat_s=args.heartbeat,
+                            max_attempts=args.max_attempts, threads=args.threads, run=args.run,
+                            max_jobs=args.max_jobs)
+    try:
+        worker = Worker(args.db, args.storage, options)
+    except SynthReidError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: worker.stop.set())
+    started = time.time()
+    report = worker.run()
+    print(f"worker {report.name}: {report.done} done, {report.failed} failed, {report.lost} lost "
+          f"in {time.time() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
