@@ -10,7 +10,7 @@ from sqlalchemy import (
     JSON, BigInteger, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text,
     UniqueConstraint, create_engine, event, inspect, select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
@@ -103,13 +103,19 @@ def connect(url: str, create: bool = True) -> Engine:
     Every failure is one line: a malformed URL, a missing driver, an unreachable server, or a
     database written by a newer synthreid."""
     try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise JobError(f"database URL {url!r} is not valid (expected sqlite:///FILE or "
+                       f"postgresql+psycopg://USER@HOST/DB)") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise JobError(f"database URL {url!r} is not valid: only sqlite and postgresql are "
+                       f"supported")
+    try:
         engine = create_engine(url, pool_pre_ping=True)
-    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as error:
         raise JobError(f"database URL {url!r} is not valid: {error}") from None
-    if engine.dialect.name == "sqlite":
+    if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    elif engine.dialect.name != "postgresql":
-        raise JobError(f"database URL {url!r}: only sqlite and postgresql are supported")
     try:
         with engine.begin() as connection:
             existing = inspect(connection).get_table_names()

@@ -1,0 +1,131 @@
+"""The job database and its queue, against SQLite and a real PostgreSQL server."""
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from synthreid.config import load_config
+from synthreid.errors import JobError
+from synthreid.farm import queue
+from synthreid.farm.db import characters, connect, images, jobs, run_id, schema_version
+from synthreid.farm.plan import plan_run
+
+
+def planned(db_url, count=6, images_per=2, name="r1"):
+    engine = connect(db_url)
+    plan_run(engine, name, load_config("I"), count, images_per, seed=5)
+    return engine
+
+
+def test_plan_stores_everything_once_and_is_idempotent(db_url):
+    engine = planned(db_url)
+    plan_run(engine, "r1", load_config("I"), 6, 2, seed=5)  # same arguments: a no-op
+    with engine.connect() as c:
+        assert len(c.execute(select(characters)).all()) == 6
+        assert len(c.execute(select(images)).all()) == 12
+        assert len(c.execute(select(jobs)).all()) == 6
+        spec = c.execute(select(characters.c.spec).where(characters.c.index == 3)).scalar()
+    from synthreid.scene.sampling import sample_character
+
+    assert spec == sample_character(load_config("I"), 3, 5).model_dump(mode="json")
+    with pytest.raises(JobError, match="planned with other seed"):
+        plan_run(engine, "r1", load_config("I"), 6, 2, seed=6)
+    with pytest.raises(JobError, match="unknown run 'nope'"):
+        run_id(engine, "nope")
+
+
+def test_claims_are_exclusive_under_concurrency(db_url):
+    engine = planned(db_url, count=40, images_per=1)
+    claimed, lock = [], threading.Lock()
+
+    def grab(name):
+        while (c := queue.claim(engine, name, lease_s=60)) is not None:
+            with lock:
+                claimed.append(c.job_id)
+
+    threads = [threading.Thread(target=grab, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 40
+
+
+def test_a_late_worker_cannot_complete_a_job_it_lost(db_url):
+    engine = planned(db_url, count=1)
+    first = queue.claim(engine, "slow", lease_s=0.5)
+    assert queue.heartbeat(engine, first, lease_s=0.5)
+    time.sleep(0.8)  # the lease runs out on the database clock
+    second = queue.claim(engine, "fast", lease_s=60)
+    assert second.job_id == first.job_id and second.attempt == 2
+    assert not queue.heartbeat(engine, first, lease_s=60)
+    assert not queue.complete(engine, first, [])
+    assert queue.complete(engine, second, [])
+    with engine.connect() as c:
+        row = c.execute(select(jobs)).mappings().one()
+    assert (row["status"], row["worker"], row["attempts"]) == ("done", "fast", 2)
+
+
+def test_failures_are_retried_then_quarantined_and_requeued(db_url):
+    engine = planned(db_url, count=1)
+    for attempt in range(1, 4):
+        c = queue.claim(engine, "w", lease_s=60, max_attempts=3)
+        assert c.attempt == attempt
+        queue.fail(engine, c, f"boom {attempt}", max_attempts=3)
+    assert queue.claim(engine, "w", lease_s=60, max_attempts=3) is None
+    with engine.connect() as conn:
+        row = conn.execute(select(jobs)).mappings().one()
+    assert row["status"] == "failed" and row["last_error"] == "boom 3"
+    assert queue.retry_failed(engine, row["run_id"]) == 1
+    assert queue.claim(engine, "w", lease_s=60).attempt == 1
+
+
+def test_expired_last_attempt_is_quarantined(db_url):
+    engine = planned(db_url, count=1)
+    for _ in range(2):
+        queue.claim(engine, "dies", lease_s=0.2, max_attempts=2)
+        time.sleep(0.4)
+    assert queue.claim(engine, "w", lease_s=60, max_attempts=2) is None
+    with engine.connect() as conn:
+        row = conn.execute(select(jobs)).mappings().one()
+    assert row["status"] == "failed" and "lease expired" in row["last_error"]
+
+
+def test_release_does_not_count_as_an_attempt(db_url):
+    engine = planned(db_url, count=1)
+    c = queue.claim(engine, "w", lease_s=60)
+    queue.release(engine, c)
+    assert queue.claim(engine, "w2", lease_s=60).attempt == 1
+
+
+def test_newer_schema_is_refused_in_one_line(db_url):
+    engine = planned(db_url, count=1)
+    with engine.begin() as conn:
+        conn.execute(update(schema_version).values(version=99))
+    with pytest.raises(JobError, match="schema version 99, newer than") as error:
+        connect(db_url)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("url, message", [
+    ("nosuchdialect://x", "not valid"),
+    ("postgresql+psycopg://nobody@127.0.0.1:1/none", "cannot reach database"),
+    ("mysql://u@localhost/x", "not valid"),
+])
+def test_bad_database_urls_give_one_line(url, message):
+    with pytest.raises(JobError, match=message) as error:
+        connect(url)
+    assert "\n" not in str(error.value)
+
+
+def test_a_database_that_is_not_ours(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("create table customers (id int)")
+    with pytest.raises(JobError, match="not a synthreid job database"):
+        connect(f"sqlite:///{path}")
+    with pytest.raises(JobError, match="no synthreid tables"):
+        connect(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
