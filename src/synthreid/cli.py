@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from synthreid.errors import SynthReidError
+from synthreid.errors import EvaluationError, ReidError, SynthReidError
 
 app = typer.Typer(help="Artificial training data for person re-identification.",
                   no_args_is_help=True, add_completion=False)
@@ -182,26 +182,17 @@ def evaluate_features(
     seed: int = typer.Option(0),
 ) -> None:
     """Evaluate saved features and print the CMC table (and mAP)."""
-    from synthreid.evaluate import protocols
-    from synthreid.evaluate.features import load_features, pooled
+    from synthreid.evaluate.features import load_features
     from synthreid.evaluate.report import markdown, write_report
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
     try:
         arrays = load_features(features)
-        if protocol == "thesis":
-            result = protocols.thesis(*pooled(arrays), repeats=repeats, seed=seed)
-        else:
-            split = [arrays.get(f"{s}_{k}") for s in ("query", "gallery")
-                     for k in ("features", "ids", "cams")]
-            if any(a is None for a in split):
-                raise protocols.EvaluationError(
-                    f"{features}: the {protocol} protocol needs query_* and gallery_* arrays")
-            if protocol == "cuhk03-classic":
-                result = protocols.cuhk03_classic(*split, repeats=repeats, seed=seed)
-            else:
-                result = protocols.market(*split)
+        if protocol != "thesis" and "query_features" not in arrays:
+            raise EvaluationError(f"{features}: the {protocol} protocol needs query_* and "
+                                  f"gallery_* arrays")
+        result = _evaluate(arrays, protocol, repeats, seed)
     except SynthReidError as error:
         _fail(error)
     results = {name or features.stem: result}
@@ -235,6 +226,153 @@ def dataset(
         typer.echo(read_dataset(kind, root, **options).summary())
     except SynthReidError as error:
         _fail(error)
+
+
+reid_app = typer.Typer(help="Train, evaluate and use re-id models.", no_args_is_help=True)
+app.add_typer(reid_app, name="reid")
+
+
+def _read_data(spec: str):
+    """LAYOUT:ROOT, e.g. market1501:/data/Market-1501 or synthetic:out/iv."""
+    from synthreid.datasets import read_dataset
+
+    layout, sep, root = spec.partition(":")
+    if not sep or not root:
+        raise ReidError(f"--data {spec!r}: expected LAYOUT:ROOT, e.g. market1501:/data/market")
+    return read_dataset(layout, root)
+
+
+def _evaluate(arrays: dict, protocol: str, repeats: int, seed: int):
+    from synthreid.evaluate import protocols
+    from synthreid.evaluate.features import pooled
+
+    if protocol == "thesis":
+        features, ids, cams = pooled(arrays)
+        return protocols.thesis(features, ids, cams, min(100, len(set(ids.tolist()))),
+                                repeats=repeats, seed=seed)
+    split = [arrays[f"{s}_{k}"] for s in ("query", "gallery") for k in ("features", "ids", "cams")]
+    if protocol == "cuhk03-classic":
+        return protocols.cuhk03_classic(*split, repeats=repeats, seed=seed)
+    return protocols.market(*split)
+
+
+@reid_app.command("train")
+def reid_train(
+    data: list[str] = typer.Option(..., "--data", help="LAYOUT:ROOT; twice to mix two sets"),
+    out: Path = typer.Option(..., "--out", "-o"),
+    backbone: str = typer.Option("inception", help="inception | resnet50"),
+    pretrained: Path = typer.Option(None, help="resnet50: torchvision ImageNet weights file"),
+    embedding: int = typer.Option(256, help="embedding size (0: the backbone's features)"),
+    bnneck: bool = typer.Option(True),
+    loss: str = typer.Option("softmax", help="softmax | triplet | both"),
+    label_smoothing: float = typer.Option(0.1),
+    epochs: int = typer.Option(60), lr: float = typer.Option(0.05),
+    optimizer: str = typer.Option("sgd", help="sgd | adam"),
+    schedule: str = typer.Option("step", help="step | cosine"),
+    batch_size: int = typer.Option(64), p: int = typer.Option(16), k: int = typer.Option(4),
+    height: int = typer.Option(256), width: int = typer.Option(128),
+    erasing: float = typer.Option(0.0, help="random erasing probability"),
+    workers: int = typer.Option(2), seed: int = typer.Option(0),
+    early_stop: int = typer.Option(0, help="stop after this many epochs without improvement"),
+    init: Path = typer.Option(None, help="finetune: start f from this checkpoint"),
+    finetune_lr_factor: float = typer.Option(0.1),
+    mix: str = typer.Option("alternate", help="with two --data: alternate batches"),
+    mix_ratio: int = typer.Option(1, help="batches of the first set per batch of the second"),
+    joint_head: bool = typer.Option(False, help="one classifier over both sets' ids"),
+    resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
+) -> None:
+    """Train a re-id model; the best epoch by validation CMC area is kept as best.pt."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from synthreid.reid.data import Augment
+    from synthreid.reid.losses import LossConfig
+    from synthreid.reid.model import ModelArgs
+    from synthreid.reid.train import TrainConfig, Trainer
+
+    weights = {"softmax": (1.0, 0.0), "triplet": (0.0, 1.0), "both": (1.0, 1.0)}
+    try:
+        if loss not in weights:
+            raise ReidError(f"--loss: expected softmax, triplet or both, got {loss!r}")
+        if mix != "alternate":
+            raise ReidError(f"--mix: only 'alternate' is supported, got {mix!r}")
+        datasets = [_read_data(d) for d in data]
+        config = TrainConfig(
+            out=str(out), model=ModelArgs(backbone=backbone, embedding=embedding, bnneck=bnneck),
+            loss=LossConfig(*weights[loss], label_smoothing=label_smoothing),
+            augment=Augment(height=height, width=width, erasing=erasing), epochs=epochs, lr=lr,
+            optimizer=optimizer, schedule=schedule, batch_size=batch_size, p=p, k=k,
+            workers=workers, seed=seed, early_stop=early_stop,
+            init=str(init) if init else None, finetune_lr_factor=finetune_lr_factor,
+            mix_ratio=mix_ratio, joint_head=joint_head)
+        trainer = Trainer(config, datasets)
+        if pretrained is not None:
+            if backbone != "resnet50":
+                raise ReidError("--pretrained: only the resnet50 backbone loads ImageNet weights")
+            trainer.model.f.backbone.load_imagenet(pretrained)
+        if resume and trainer.resume():
+            console.print(f"resuming after epoch {trainer.start_epoch}")
+        columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                   TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.2f}"))
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("train", total=None, epoch=trainer.start_epoch, loss=0.0, acc=0.0)
+
+            def progress(images, mean_loss, accuracy):
+                bar.update(task, advance=images, loss=mean_loss, acc=accuracy)
+
+            def log(stats):
+                bar.update(task, epoch=stats["epoch"] + 1)
+                bar.console.print(f"epoch {stats['epoch']}: loss {stats['loss']:.3f}, "
+                                  f"validation CMC area {stats['validation_area']:.2f}, "
+                                  f"{stats['images_per_s']:.1f} images/s")
+
+            summary = trainer.fit(progress, log)
+    except SynthReidError as error:
+        _fail(error)
+    console.print(f"best validation CMC area {summary['best_validation_area']:.2f}; "
+                  f"checkpoints in {out}")
+
+
+@reid_app.command("eval")
+def reid_eval(
+    model: Path = typer.Option(..., "--model"),
+    data: str = typer.Option(..., "--data", help="LAYOUT:ROOT"),
+    protocol: str = typer.Option("market", help=" | ".join(PROTOCOLS)),
+    out: Path = typer.Option(None, "--out", "-o"),
+    repeats: int = typer.Option(10), seed: int = typer.Option(0),
+) -> None:
+    """Evaluate a checkpoint on a dataset's query and gallery; print the CMC table."""
+    from synthreid.evaluate.report import markdown, write_report
+    from synthreid.reid.features import dataset_features
+
+    if protocol not in PROTOCOLS:
+        _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
+    try:
+        result = _evaluate(dataset_features(str(model), _read_data(data)), protocol, repeats, seed)
+    except SynthReidError as error:
+        _fail(error)
+    results = {model.parent.name or model.stem: result}
+    typer.echo(markdown(results), nl=False)
+    if out is not None:
+        write_report(results, out, title=f"CMC ({protocol})")
+
+
+@reid_app.command("features")
+def reid_features(
+    model: Path = typer.Option(..., "--model"),
+    data: str = typer.Option(..., "--data", help="LAYOUT:ROOT"),
+    out: Path = typer.Option(..., "--out", "-o", help="a .npz file"),
+) -> None:
+    """Save query and gallery features (with ids and cameras) for `synthreid eval`."""
+    from synthreid.evaluate.features import save_features
+    from synthreid.reid.features import dataset_features
+
+    try:
+        arrays = dataset_features(str(model), _read_data(data))
+    except SynthReidError as error:
+        _fail(error)
+    save_features(out, **arrays)
+    console.print(f"features of {len(arrays['query_ids'])} queries and "
+                  f"{len(arrays['gallery_ids'])} gallery images in {out}")
 
 
 @app.command()

@@ -23,3 +23,7 @@ class JobError(SynthReidError):
 
 class EvaluationError(SynthReidError):
     """Features, ids or cameras that cannot be evaluated as asked."""
+
+
+class ReidError(SynthReidError):
+    """A re-id model, checkpoint or training option that cannot be used as asked."""

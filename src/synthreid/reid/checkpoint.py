@@ -1,0 +1,44 @@
+"""Checkpoints: written atomically, read with `weights_only=True`, checked before use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from synthreid.errors import ReidError
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, expect_backbone: str | None = None) -> dict:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ReidError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ReidError(f"{path}: damaged or not a synthreid checkpoint "
+                        f"({type(error).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "model_args" not in state:
+        raise ReidError(f"{path}: not a synthreid checkpoint (no model and model_args)")
+    backbone = state["model_args"].get("backbone")
+    if expect_backbone is not None and backbone != expect_backbone:
+        raise ReidError(f"{path}: a {backbone} checkpoint, but the backbone asked for is "
+                        f"{expect_backbone}")
+    return state
+
+
+def model_from_checkpoint(path: str | Path, device: torch.device | None = None):
+    from synthreid.reid.model import ModelArgs, ReidModel
+
+    state = load_checkpoint(path)
+    model = ReidModel(ModelArgs(**state["model_args"]), state["classes"])
+    model.load_state_dict(state["model"])
+    return model.to(device or torch.device("cpu")).eval()

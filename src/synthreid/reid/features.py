@@ -1,0 +1,46 @@
+"""Features of any image set from a trained embedding network f, batch-wise."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from synthreid.datasets.records import ImageRecord
+from synthreid.reid.data import EvalImages
+
+
+@torch.no_grad()
+def extract_features(model, records: list[ImageRecord], height: int, width: int,
+                     device: torch.device, batch_size: int = 128, workers: int = 0) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(EvalImages(records, height, width), batch_size=batch_size,
+                        num_workers=workers)
+    chunks = []
+    for images in loader:
+        images = images.to(device)
+        chunks.append(model.f.embed(images).float().cpu())
+    model.train(was_training)
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, model.f.dim), np.float32)
+
+
+def dataset_features(checkpoint: str, dataset, device: torch.device | None = None,
+                     workers: int = 0) -> dict[str, np.ndarray]:
+    """Query and gallery features of a dataset, with ids and cameras, from a checkpoint; the
+    input size is the one the model was trained at."""
+    from synthreid.reid.checkpoint import load_checkpoint, model_from_checkpoint
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    state = load_checkpoint(checkpoint)
+    augment = state.get("train_config", {}).get("augment", {})
+    height, width = augment.get("height", 256), augment.get("width", 128)
+    model = model_from_checkpoint(checkpoint, device)
+    arrays = {}
+    for split in ("query", "gallery"):
+        records = getattr(dataset, split)
+        arrays[f"{split}_features"] = extract_features(model, records, height, width, device,
+                                                       workers=workers)
+        arrays[f"{split}_ids"] = np.array([r.pid for r in records])
+        arrays[f"{split}_cams"] = np.array([r.camid for r in records])
+    return arrays
