@@ -37,7 +37,7 @@ def load_resized(path, height: int, width: int) -> np.ndarray:
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255.0
+    tensor = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float() / 255.0
     return (tensor - MEAN) / STD
 
 
