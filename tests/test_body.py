@@ -89,3 +89,10 @@ def test_sparse_skinning_equals_dense(body_model):
     sparse = skin(shaped.rest_vertices, SparseWeights.from_dense(body_model.skin_weights),
                   transforms)
     np.testing.assert_allclose(sparse, dense, atol=1e-12)
+
+
+def test_the_body_model_leaves_autograd_alone(body_model):
+    import torch
+
+    body_model.shape(BODY)
+    assert torch.is_grad_enabled()  # training in the same process must still get gradients

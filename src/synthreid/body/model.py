@@ -56,7 +56,6 @@ class BodyModel:
         import torch
 
         self._torch = torch
-        torch.set_grad_enabled(False)
         self.anny = anny.Anny()
         self.bone_labels: list[str] = list(self.anny.bone_labels)
         self.faces = self.anny.faces.numpy().astype(np.int64)
@@ -79,6 +78,10 @@ class BodyModel:
         return dense
 
     def _forward(self, phenotype: dict[str, float], pose: np.ndarray | None = None) -> dict:
+        with self._torch.no_grad():  # never touch the process-wide autograd switch
+            return self._forward_no_grad(phenotype, pose)
+
+    def _forward_no_grad(self, phenotype: dict[str, float], pose: np.ndarray | None) -> dict:
         torch = self._torch
         kwargs = {k: torch.tensor([v], dtype=self.anny.dtype) for k, v in phenotype.items()}
         pose_tensor = None if pose is None else torch.as_tensor(pose, dtype=self.anny.dtype)[None]
@@ -117,9 +120,10 @@ class BodyModel:
         `pose` holds anny 'local-ref' deltas: rotations in world-aligned axes, (J, 4, 4).
         """
         torch = self._torch
-        transforms, _ = self.anny.get_bone_transforms(
-            torch.as_tensor(pose, dtype=self.anny.dtype)[None],
-            torch.as_tensor(shaped.rest_bone_poses, dtype=self.anny.dtype)[None])
+        with torch.no_grad():
+            transforms, _ = self.anny.get_bone_transforms(
+                torch.as_tensor(pose, dtype=self.anny.dtype)[None],
+                torch.as_tensor(shaped.rest_bone_poses, dtype=self.anny.dtype)[None])
         return transforms[0].numpy()
 
 
