@@ -81,6 +81,7 @@ def test_training_raises_the_validation_score_far_above_chance(shapes, tmp_path)
     assert summary["best_validation_area"] >= untrained + 1.0
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(log) == 21 and log[0].startswith("loss,accuracy,images_per_s")
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     best = load_checkpoint(tmp_path / "run" / "best.pt")
     assert best["best_score"] == pytest.approx(summary["best_validation_area"])
 

@@ -298,8 +298,6 @@ def _write_csv(path: Path, history: list[dict]) -> None:
 
 
 def _tensorboard(out: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional; the CSV log always exists
-        return None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(out / "tensorboard"))
