@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -17,6 +18,15 @@ console = Console(stderr=True)
 def _fail(error: Exception) -> None:
     console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _one_line_errors():
+    """Our errors end the command with their one line and exit code 2, never a traceback."""
+    try:
+        yield
+    except SynthReidError as error:
+        _fail(error)
 
 
 @app.command()
@@ -37,11 +47,9 @@ def preview(
         _fail(ValueError(f"--engine: expected cycles or workbench, got {engine!r}"))
     if crop not in (None, "tight", "bbox3d"):
         _fail(ValueError(f"--crop: expected tight or bbox3d, got {crop!r}"))
-    try:
+    with _one_line_errors():
         result = run_preview(preset, characters, images, seed, out, engine=engine, crop=crop,
                              samples=samples)
-    except SynthReidError as error:
-        _fail(error)
     console.print(f"{len(result.images)} images ({result.rendered} rendered now) in {result.out}; "
                   f"contact sheet {result.contact_sheet}")
 
@@ -67,13 +75,11 @@ def plan(
     from synthreid.farm.db import connect
     from synthreid.farm.plan import plan_run
 
-    try:
+    with _one_line_errors():
         config = load_config(preset)
         engine = connect(db)
         run_id = plan_run(engine, run, config, characters or config.characters,
                           images or config.images_per_character, seed)
-    except SynthReidError as error:
-        _fail(error)
     console.print(f"run {run!r} (id {run_id}) planned in {db}")
 
 
@@ -88,10 +94,8 @@ def render(
     """Render every outstanding job with local worker processes."""
     from synthreid.farm.supervisor import render_run
 
-    try:
+    with _one_line_errors():
         status = render_run(db, storage, workers, run, lease)
-    except SynthReidError as error:
-        _fail(error)
     console.print(f"{status.images_done} of {status.images_total} images done; jobs {status.jobs}")
 
 
@@ -117,7 +121,7 @@ def status(db: str = DB_OPTION) -> None:
     from synthreid.farm.db import connect, jobs, runs
     from synthreid.farm.supervisor import run_status
 
-    try:
+    with _one_line_errors():
         engine = connect(db, create=False)
         with engine.connect() as connection:
             all_runs = connection.execute(select(runs.c.id, runs.c.name, runs.c.preset)).all()
@@ -126,8 +130,6 @@ def status(db: str = DB_OPTION) -> None:
                        jobs.c.last_error)
                 .join(characters_table, characters_table.c.id == jobs.c.character_id)
                 .where(jobs.c.status == "failed")).all()
-    except SynthReidError as error:
-        _fail(error)
     for run_id, name, preset in all_runs:
         s = run_status(engine, run_id)
         counts = " ".join(f"{k} {v}" for k, v in sorted(s.jobs.items()))
@@ -144,11 +146,9 @@ def retry(run: str = typer.Argument(...), db: str = DB_OPTION) -> None:
     from synthreid.farm.db import connect, run_id
     from synthreid.farm.queue import retry_failed
 
-    try:
+    with _one_line_errors():
         engine = connect(db, create=False)
         count = retry_failed(engine, run_id(engine, run))
-    except SynthReidError as error:
-        _fail(error)
     console.print(f"{count} failed jobs of {run!r} requeued")
 
 
@@ -162,10 +162,8 @@ def export(
     """Write a finished run as a Market-1501-layout dataset with masks, keypoints, metadata."""
     from synthreid.farm.export import export_run
 
-    try:
+    with _one_line_errors():
         path = export_run(db, storage, run, out, allow_failed)
-    except SynthReidError as error:
-        _fail(error)
     console.print(f"dataset written to {path}")
 
 
@@ -187,14 +185,12 @@ def evaluate_features(
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
-    try:
+    with _one_line_errors():
         arrays = load_features(features)
         if protocol != "thesis" and "query_features" not in arrays:
             raise EvaluationError(f"{features}: the {protocol} protocol needs query_* and "
                                   f"gallery_* arrays")
         result = _evaluate(arrays, protocol, repeats, seed)
-    except SynthReidError as error:
-        _fail(error)
     results = {name or features.stem: result}
     typer.echo(markdown(results), nl=False)
     if out is not None:
@@ -222,10 +218,8 @@ def dataset(
         options["split"] = IdSplit(test_ids, test_count, test_fraction, split_file, seed)
     if kind == "pattern":
         options["pattern"] = pattern or ""
-    try:
+    with _one_line_errors():
         typer.echo(read_dataset(kind, root, **options).summary())
-    except SynthReidError as error:
-        _fail(error)
 
 
 reid_app = typer.Typer(help="Train, evaluate and use re-id models.", no_args_is_help=True)
@@ -290,7 +284,7 @@ def reid_train(
     from synthreid.reid.train import TrainConfig, Trainer
 
     weights = {"softmax": (1.0, 0.0), "triplet": (0.0, 1.0), "both": (1.0, 1.0)}
-    try:
+    with _one_line_errors():
         if loss not in weights:
             raise ReidError(f"--loss: expected softmax, triplet or both, got {loss!r}")
         if mix != "alternate":
@@ -326,8 +320,6 @@ def reid_train(
                                   f"{stats['images_per_s']:.1f} images/s")
 
             summary = trainer.fit(progress, log)
-    except SynthReidError as error:
-        _fail(error)
     console.print(f"best validation CMC area {summary['best_validation_area']:.2f}; "
                   f"checkpoints in {out}")
 
@@ -346,10 +338,8 @@ def reid_eval(
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
-    try:
+    with _one_line_errors():
         result = _evaluate(dataset_features(str(model), _read_data(data)), protocol, repeats, seed)
-    except SynthReidError as error:
-        _fail(error)
     results = {model.parent.name or model.stem: result}
     typer.echo(markdown(results), nl=False)
     if out is not None:
@@ -366,10 +356,8 @@ def reid_features(
     from synthreid.evaluate.features import save_features
     from synthreid.reid.features import dataset_features
 
-    try:
+    with _one_line_errors():
         arrays = dataset_features(str(model), _read_data(data))
-    except SynthReidError as error:
-        _fail(error)
     save_features(out, **arrays)
     console.print(f"features of {len(arrays['query_ids'])} queries and "
                   f"{len(arrays['gallery_ids'])} gallery images in {out}")

@@ -119,13 +119,9 @@ class ResNet50(nn.Module):
 
     def load_imagenet(self, path: str | Path) -> None:
         """Load torchvision's ResNet-50 weights from a local file (its `fc` is dropped)."""
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise ReidError(f"{path}: pretrained weights file not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ReidError(f"{path}: not a loadable weights file ({type(error).__name__})") from None
+        from synthreid.reid.checkpoint import read_torch_file
+
+        state = read_torch_file(path, "pretrained weights file")
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
         own = self.state_dict()

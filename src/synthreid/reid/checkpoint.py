@@ -17,15 +17,19 @@ def save_checkpoint(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, expect_backbone: str | None = None) -> dict:
+def read_torch_file(path: str | Path, what: str):
+    """torch.load with weights_only=True; a missing or damaged file is one ReidError line."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ReidError(f"{path}: checkpoint not found")
+        raise ReidError(f"{path}: {what} not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ReidError(f"{path}: damaged or not a synthreid checkpoint "
-                        f"({type(error).__name__})") from None
+        raise ReidError(f"{path}: damaged or not a {what} ({type(error).__name__})") from None
+
+
+def load_checkpoint(path: str | Path, expect_backbone: str | None = None) -> dict:
+    state = read_torch_file(path, "synthreid checkpoint")
     if not isinstance(state, dict) or "model" not in state or "model_args" not in state:
         raise ReidError(f"{path}: not a synthreid checkpoint (no model and model_args)")
     backbone = state["model_args"].get("backbone")
