@@ -201,3 +201,36 @@ def test_reid_commands_train_evaluate_and_save_features(shapes, tmp_path):
     assert again.exit_code == 0 and "mAP" in again.output
     bad = runner.invoke(app, ["reid", "train", "--data", "nowhere", "--out", str(tmp_path / "z")])
     assert bad.exit_code == 2 and "LAYOUT:ROOT" in bad.output
+
+
+def test_distributed_training_keeps_ranks_in_step(shapes, tmp_path):
+    """torchrun with two CPU processes (gloo): both ranks take the same number of steps and end
+    with identical weights."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(f"""
+import os, torch
+from synthreid.datasets import read_dataset
+from synthreid.reid.data import Augment
+from synthreid.reid.model import ModelArgs
+from synthreid.reid.train import TrainConfig, Trainer
+torch.set_num_threads(1)
+config = TrainConfig(out={str(tmp_path / "ddp")!r}, model=ModelArgs(embedding=32),
+                     augment=Augment(height=32, width=16, pad=2), epochs=1, batch_size=16,
+                     workers=0, validation_repeats=1, warmup_epochs=0)
+trainer = Trainer(config, [read_dataset("synthetic", {str(shapes.root)!r})])
+trainer.fit()
+flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+gathered = [torch.zeros_like(flat) for _ in range(2)]
+torch.distributed.all_gather(gathered, flat)
+assert torch.equal(gathered[0], gathered[1])
+print("rank", os.environ["RANK"], "ok")
+""")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                             "2", "--master-port", "29517", str(script)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "rank 0 ok" in result.stdout and "rank 1 ok" in result.stdout
+    assert (tmp_path / "ddp" / "best.pt").exists()

@@ -8,6 +8,7 @@ with optimizer, schedule and RNG state, so `resume` continues a killed run where
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import time
@@ -184,23 +185,26 @@ class Trainer:
         return True
 
     def _batches(self, epoch: int):
-        """Batches of all sources: `mix_ratio` of the first per one of the second."""
+        """Batches of all sources: `mix_ratio` of the first per one of the second. Under
+        DistributedDataParallel, rank r takes batch r of every complete group of world-size
+        batches, so every rank steps the same number of times."""
         iterators = []
         for source in self.sources:
             source.loader.sampler.set_epoch(epoch)
             iterators.append(iter(source.loader))
         pattern = [0] * self.config.mix_ratio + [1] if len(iterators) == 2 else [0]
-        step = 0
-        while True:
+        world = int(os.environ.get("WORLD_SIZE", "1")) if self.distributed else 1
+        group = []
+        for step in itertools.count():
             index = pattern[step % len(pattern)]
-            step += 1
             try:
                 images, labels = next(iterators[index])
             except StopIteration:
                 return
-            if self.distributed and step % int(os.environ["WORLD_SIZE"]) != self.rank:
-                continue
-            yield self.sources[index].head, images, labels
+            group.append((self.sources[index].head, images, labels))
+            if len(group) == world:
+                yield group[self.rank]
+                group = []
 
     def train_epoch(self, epoch: int, progress=None) -> dict:
         self.model.train()
