@@ -18,9 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import select
+
 from synthreid.config import load_config
 from synthreid.farm import queue
-from synthreid.farm.db import connect
+from synthreid.farm.db import connect, jobs
 from synthreid.farm.plan import plan_run
 
 
@@ -81,12 +83,18 @@ def throughput(characters: int, images: int) -> None:
             renderer.render_character(c, sample_images(config, c, images), Path(tmp) / "bare")
         bare = characters * images / (time.perf_counter() - start)
         db_url = f"sqlite:///{tmp}/farm.db"
-        plan_run(connect(db_url), "farm", config, characters, images, seed=0)
+        engine = connect(db_url)
+        plan_run(engine, "farm", config, characters, images, seed=0)
         start = time.perf_counter()
         render_run(db_url, f"{tmp}/storage", progress=False)
         farm = characters * images / (time.perf_counter() - start)
-    print(f"throughput: bare loop {bare:.2f} images/s, farm ({os.cpu_count()} workers, start-up "
-          f"included) {farm:.2f} images/s: {100 * farm / bare:.0f}% of the bare loop")
+        with engine.connect() as c:
+            finished = sorted(c.execute(select(jobs.c.finished_at)).scalars())
+        # Steady state: the characters finished after the first one, over the time they took.
+        steady = (len(finished) - 1) * images / (finished[-1] - finished[0])
+    print(f"throughput: bare loop {bare:.2f} images/s; farm ({os.cpu_count()} workers) "
+          f"{farm:.2f} images/s with worker start-up, {100 * farm / bare:.0f}% of the bare "
+          f"loop; {steady:.2f} images/s in steady state, {100 * steady / bare:.0f}%")
 
 
 def main() -> None:
