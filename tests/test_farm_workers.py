@@ -203,3 +203,23 @@ def test_export_writes_a_market_dataset_the_reader_accepts(tmp_path, body_model)
     again = runner.invoke(app, ["export", "export", "--out", str(tmp_path / "ds"), "--db", db_url,
                                 "--storage", str(tmp_path / "storage")])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_sigterm_gives_the_current_job_back_untouched(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    engine = connect(db_url)
+    plan_run(engine, "term", tiny(), 1, 40, seed=6)  # one long character
+    storage = tmp_path / "storage"
+    worker = spawn(db_url, storage, lease=60.0)
+
+    def rendering():
+        return bool(Storage(str(storage)).list("runs")) if storage.exists() else False
+
+    assert wait_for(lambda: run_status(engine).jobs.get("running") == 1, 120)
+    time.sleep(2.0)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    with engine.connect() as c:
+        job = c.execute(select(jobs)).mappings().one()
+    assert (job["status"], job["attempts"], job["worker"]) == ("pending", 0, None)
+    assert not rendering()  # its partial upload was removed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import typer
@@ -258,6 +259,7 @@ def reid_train(
     pretrained: Path = typer.Option(None, help="resnet50: torchvision ImageNet weights file"),
     embedding: int = typer.Option(256, help="embedding size (0: the backbone's features)"),
     bnneck: bool = typer.Option(True),
+    features_after_bn: bool = typer.Option(True, help="test features after the BNNeck"),
     loss: str = typer.Option("softmax", help="softmax | triplet | both"),
     label_smoothing: float = typer.Option(0.1),
     epochs: int = typer.Option(60), lr: float = typer.Option(0.05),
@@ -291,7 +293,8 @@ def reid_train(
             raise ReidError(f"--mix: only 'alternate' is supported, got {mix!r}")
         datasets = [_read_data(d) for d in data]
         config = TrainConfig(
-            out=str(out), model=ModelArgs(backbone=backbone, embedding=embedding, bnneck=bnneck),
+            out=str(out), model=ModelArgs(backbone=backbone, embedding=embedding, bnneck=bnneck,
+                                          features_after_bn=features_after_bn),
             loss=LossConfig(*weights[loss], label_smoothing=label_smoothing),
             augment=Augment(height=height, width=width, erasing=erasing), epochs=epochs, lr=lr,
             optimizer=optimizer, schedule=schedule, batch_size=batch_size, p=p, k=k,
@@ -306,12 +309,17 @@ def reid_train(
         if resume and trainer.resume():
             console.print(f"resuming after epoch {trainer.start_epoch}")
         columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-                   TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.2f}"))
+                   TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.2f} "
+                              "{task.fields[rate]:.1f} img/s"))
         with Progress(*columns, console=console) as bar:
-            task = bar.add_task("train", total=None, epoch=trainer.start_epoch, loss=0.0, acc=0.0)
+            task = bar.add_task("train", total=None, epoch=trainer.start_epoch, loss=0.0, acc=0.0,
+                                rate=0.0)
+            started = [time.perf_counter(), 0]
 
             def progress(images, mean_loss, accuracy):
-                bar.update(task, advance=images, loss=mean_loss, acc=accuracy)
+                started[1] += images
+                rate = started[1] / max(time.perf_counter() - started[0], 1e-6)
+                bar.update(task, advance=images, loss=mean_loss, acc=accuracy, rate=rate)
 
             def log(stats):
                 bar.update(task, epoch=stats["epoch"] + 1)
