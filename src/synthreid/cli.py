@@ -372,6 +372,25 @@ def reid_features(
 
 
 @app.command()
+def demo(
+    out: Path = typer.Option(Path("out/demo"), "--out", "-o"),
+    preset: str = typer.Option("IV"),
+    characters: int = typer.Option(40, min=8), images: int = typer.Option(6, min=2),
+    epochs: int = typer.Option(15, min=1), seed: int = typer.Option(0),
+    engine: str = typer.Option(None, help="cycles or workbench (default: the preset's)"),
+    workers: int = typer.Option(None, min=1),
+) -> None:
+    """The whole chain at a tiny size: plan, render, export, train re-id, evaluate."""
+    from synthreid.experiment.demo import run_demo
+
+    with _one_line_errors():
+        result = run_demo(out, preset, characters, images, epochs, seed, engine, workers,
+                          say=console.print)
+    typer.echo(result.table, nl=False)
+    console.print(f"dataset {result.dataset}; report {result.report['md'].parent}")
+
+
+@app.command()
 def presets() -> None:
     """List the built-in presets (thesis Table 3.1)."""
     from synthreid.config import PRESET_NAMES, load_config

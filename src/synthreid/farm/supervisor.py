@@ -74,6 +74,8 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
 
     engine = connect(db_url, create=False)
     run_filter = run_id(engine, run) if run else None
+    if run_status(engine, run_filter).outstanding == 0:
+        return run_status(engine, run_filter)  # nothing to render: no workers to start
     # Default: one worker per GPU when CUDA is present (each pinned to its GPU), else per core.
     slots = gpu_slots()
     count = workers or len(slots) or os.cpu_count() or 1
