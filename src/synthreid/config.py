@@ -196,16 +196,19 @@ class RenderConfig(Strict):
 class GaitConfig(Strict):
     stride: Interval = (0.7, 1.0)  # scales hip swing
     arm_swing: Interval = (0.4, 1.0)
-    bvh_folder: str | None = None  # reserved: motion capture on anny's cmu_mb rig
+    bvh_folder: str | None = None  # motion capture (CMU BVH); None: the parametric walk
 
     _check = field_validator("stride", "arm_swing")(_ordered)
 
     @field_validator("bvh_folder")
     @classmethod
-    def _not_yet(cls, folder: str | None) -> str | None:
+    def _has_motions(cls, folder: str | None) -> str | None:
         if folder is not None:
-            raise ValueError("BVH motion capture is not supported yet; leave it unset to use "
-                             "the parametric walk cycle")
+            path = Path(folder).expanduser()
+            if not path.is_dir():
+                raise ValueError(f"folder {path} does not exist")
+            if not any(path.glob("*.bvh")):
+                raise ValueError(f"folder {path} holds no .bvh files")
         return folder
 
 

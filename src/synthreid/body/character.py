@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synthreid.body.accessories import Landmarks, accessory_mesh
+from synthreid.body.bvh import load_motion, retarget
 from synthreid.body.clothes import GarmentFields, garment_shell, skirt_mesh
 from synthreid.body.gait import rotation, walk_pose
 from synthreid.body.hair import hair_mesh
@@ -64,11 +65,23 @@ class CharacterGeometry:
             self.parts.append(accessory_mesh(i, accessory, landmarks, bones))
 
         self._sparse = [SparseWeights.from_dense(p.weights) for p in self.parts]
+        self._reference_heads = None
+
+    def _deltas(self, gait_phase: float) -> np.ndarray:
+        gait = self.spec.gait
+        if gait.motion is None:
+            return walk_pose(self.model.bone_labels, gait_phase, gait.stride, gait.arm_swing)
+        if self._reference_heads is None:  # where the bones stand at zero deltas
+            identity = np.tile(np.eye(4), (len(self.model.bone_labels), 1, 1))
+            transforms = self.model.bone_transforms(self.shaped, identity)
+            self._reference_heads = (transforms @ self.shaped.rest_bone_poses)[:, :3, 3]
+        motion = load_motion(gait.motion)
+        frame = int(gait_phase * len(motion.frames))
+        return retarget(motion, frame, self.model.bone_labels, self.model.bone_parents,
+                        self._reference_heads)
 
     def pose(self, gait_phase: float, heading: float) -> PosedCharacter:
-        gait = self.spec.gait
-        deltas = walk_pose(self.model.bone_labels, gait_phase, gait.stride, gait.arm_swing)
-        transforms = self.model.bone_transforms(self.shaped, deltas)
+        transforms = self.model.bone_transforms(self.shaped, self._deltas(gait_phase))
         # The body faces -y at rest; turn it to walk along `heading` and stand it on the floor.
         turn = rotation("z", heading)[:3, :3]
         posed = {p.name: skin(p.vertices, w, transforms) @ turn.T

@@ -58,6 +58,7 @@ class BodyModel:
         self._torch = torch
         self.anny = anny.Anny()
         self.bone_labels: list[str] = list(self.anny.bone_labels)
+        self.bone_parents = np.asarray(self.anny.bone_parents)
         self.faces = self.anny.faces.numpy().astype(np.int64)
         self.uvs = self.anny.texture_coordinates.numpy().astype(np.float32)
         self.face_uv_indices = self.anny.face_texture_coordinate_indices.numpy()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -106,6 +107,16 @@ def sample_room(config: GenerationConfig, rng: np.random.Generator) -> RoomSpec:
                     background=background)
 
 
+def sample_gait(config: GenerationConfig, rng: np.random.Generator) -> GaitSpec:
+    gait = config.gait
+    stride, swing = _interval(rng, gait.stride), _interval(rng, gait.arm_swing)
+    motion = None
+    if gait.bvh_folder is not None:
+        motions = sorted(Path(gait.bvh_folder).expanduser().glob("*.bvh"))
+        motion = str(motions[rng.integers(len(motions))].resolve())
+    return GaitSpec(stride=stride, arm_swing=swing, motion=motion)
+
+
 def sample_character(config: GenerationConfig, character_id: int, run_seed: int) -> CharacterSpec:
     seed = character_seed(run_seed, character_id)
     rng = np.random.default_rng(seed)
@@ -113,8 +124,7 @@ def sample_character(config: GenerationConfig, character_id: int, run_seed: int)
         character_id=character_id, seed=seed, preset=config.name,
         body=sample_body(config, rng), garments=sample_garments(config, rng),
         hair=sample_hair(config, rng), accessories=sample_accessories(config, rng),
-        gait=GaitSpec(stride=_interval(rng, config.gait.stride),
-                      arm_swing=_interval(rng, config.gait.arm_swing)),
+        gait=sample_gait(config, rng),
         room=sample_room(config, rng),
     )
 

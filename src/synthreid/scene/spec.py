@@ -55,6 +55,7 @@ class BodySpec(Spec):
 class GaitSpec(Spec):
     stride: float = Field(description="scales hip and knee swing")
     arm_swing: float
+    motion: str | None = None  # a BVH file: motion capture instead of the parametric walk
 
 
 class RoomSpec(Spec):
