@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from synthreid.errors import EvaluationError, ReidError, SynthReidError
+from synthreid.errors import ReidError, SynthReidError
 
 app = typer.Typer(help="Artificial training data for person re-identification.",
                   no_args_is_help=True, add_completion=False)
@@ -168,7 +168,7 @@ def export(
     console.print(f"dataset written to {path}")
 
 
-PROTOCOLS = ("thesis", "market", "cuhk03-new", "cuhk03-classic")
+from synthreid.evaluate import PROTOCOLS  # noqa: E402 (a tuple of names; nothing heavy)
 
 
 @app.command("eval")
@@ -181,17 +181,13 @@ def evaluate_features(
     seed: int = typer.Option(0),
 ) -> None:
     """Evaluate saved features and print the CMC table (and mAP)."""
-    from synthreid.evaluate.features import load_features
+    from synthreid.evaluate.features import evaluate_arrays, load_features
     from synthreid.evaluate.report import markdown, write_report
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
     with _one_line_errors():
-        arrays = load_features(features)
-        if protocol != "thesis" and "query_features" not in arrays:
-            raise EvaluationError(f"{features}: the {protocol} protocol needs query_* and "
-                                  f"gallery_* arrays")
-        result = _evaluate(arrays, protocol, repeats, seed)
+        result = evaluate_arrays(load_features(features), protocol, repeats, seed)
     results = {name or features.stem: result}
     typer.echo(markdown(results), nl=False)
     if out is not None:
@@ -235,20 +231,6 @@ def _read_data(spec: str):
     if not sep or not root:
         raise ReidError(f"--data {spec!r}: expected LAYOUT:ROOT, e.g. market1501:/data/market")
     return read_dataset(layout, root)
-
-
-def _evaluate(arrays: dict, protocol: str, repeats: int, seed: int):
-    from synthreid.evaluate import protocols
-    from synthreid.evaluate.features import pooled
-
-    if protocol == "thesis":
-        features, ids, cams = pooled(arrays)
-        return protocols.thesis(features, ids, cams, min(100, len(set(ids.tolist()))),
-                                repeats=repeats, seed=seed)
-    split = [arrays[f"{s}_{k}"] for s in ("query", "gallery") for k in ("features", "ids", "cams")]
-    if protocol == "cuhk03-classic":
-        return protocols.cuhk03_classic(*split, repeats=repeats, seed=seed)
-    return protocols.market(*split)
 
 
 @reid_app.command("train")
@@ -341,13 +323,15 @@ def reid_eval(
     repeats: int = typer.Option(10), seed: int = typer.Option(0),
 ) -> None:
     """Evaluate a checkpoint on a dataset's query and gallery; print the CMC table."""
+    from synthreid.evaluate.features import evaluate_arrays
     from synthreid.evaluate.report import markdown, write_report
     from synthreid.reid.features import dataset_features
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
     with _one_line_errors():
-        result = _evaluate(dataset_features(str(model), _read_data(data)), protocol, repeats, seed)
+        result = evaluate_arrays(dataset_features(str(model), _read_data(data)), protocol,
+                                 repeats, seed)
     results = {model.parent.name or model.stem: result}
     typer.echo(markdown(results), nl=False)
     if out is not None:

@@ -2,9 +2,8 @@
 
     from synthreid.evaluate import protocols
     result = protocols.market(qf, q_ids, q_cams, gf, g_ids, g_cams)
+
+This file imports nothing heavy, so the CLI can read the protocol names instantly.
 """
 
-from synthreid.errors import EvaluationError
-from synthreid.evaluate.protocols import CMCResult
-
-__all__ = ["CMCResult", "EvaluationError"]
+PROTOCOLS = ("thesis", "market", "cuhk03-new", "cuhk03-classic")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from synthreid.errors import EvaluationError
+from synthreid.evaluate import PROTOCOLS
 
 SPLIT_KEYS = ("features", "ids", "cams")
 
@@ -44,3 +45,24 @@ def save_features(path: Path, **arrays: np.ndarray) -> Path:
     np.savez(tmp, **arrays)
     tmp.replace(path)
     return path
+
+
+def evaluate_arrays(arrays: dict[str, np.ndarray], protocol: str, repeats: int = 10,
+                    seed: int = 0):
+    """Run a protocol on a feature file's arrays. The thesis protocol draws from the pooled
+    samples, with up to 100 identities; the others need query_* and gallery_* arrays."""
+    from synthreid.evaluate import protocols
+
+    if protocol not in PROTOCOLS:
+        raise EvaluationError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got "
+                              f"{protocol!r}")
+    if protocol == "thesis":
+        features, ids, cams = pooled(arrays)
+        return protocols.thesis(features, ids, cams, min(100, len(set(ids.tolist()))),
+                                repeats=repeats, seed=seed)
+    if "query_features" not in arrays:
+        raise EvaluationError(f"the {protocol} protocol needs query_* and gallery_* arrays")
+    split = [arrays[f"{s}_{k}"] for s in ("query", "gallery") for k in SPLIT_KEYS]
+    if protocol == "cuhk03-classic":
+        return protocols.cuhk03_classic(*split, repeats=repeats, seed=seed)
+    return protocols.market(*split)

@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from synthreid.config import config_from_dict, load_config
 from synthreid.datasets import read_dataset
-from synthreid.evaluate import protocols
+from synthreid.evaluate.features import evaluate_arrays
 from synthreid.evaluate.report import markdown, write_report
 from synthreid.farm.db import connect
 from synthreid.farm.export import export_run
@@ -69,15 +67,9 @@ def run_demo(out: str | Path, preset: str = "IV", characters: int = 40, images: 
     trainer.fit(log=lambda s: say(f"   epoch {s['epoch']}: loss {s['loss']:.3f}, validation CMC "
                                   f"area {s['validation_area']:.2f}"))
     arrays = dataset_features(str(out / "reid" / "best.pt"), dataset)
-    split = [arrays[f"{s}_{k}"] for s in ("query", "gallery") for k in ("features", "ids", "cams")]
-    features, ids, cams = (np.concatenate([arrays[f"query_{k}"], arrays[f"gallery_{k}"]])
-                           for k in ("features", "ids", "cams"))
-    test_ids = len(set(ids.tolist()))
-    results = {
-        "Market protocol": protocols.market(*split, max_rank=20),
-        f"thesis protocol ({test_ids} ids)": protocols.thesis(features, ids, cams, test_ids,
-                                                              repeats=10, seed=seed),
-    }
+    test_ids = len(set(arrays["query_ids"].tolist()) | set(arrays["gallery_ids"].tolist()))
+    results = {"Market protocol": evaluate_arrays(arrays, "market"),
+               f"thesis protocol ({test_ids} ids)": evaluate_arrays(arrays, "thesis", seed=seed)}
     report = write_report(results, out / "report", title=f"synthreid demo: preset {preset}")
     table = markdown(results)
     return DemoResult(out=out, dataset=dataset_dir, report=report, table=table)

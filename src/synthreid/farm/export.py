@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from synthreid.body.model import COCO17
 from synthreid.errors import JobError
 from synthreid.farm.db import characters, connect, images, run_id, runs
 from synthreid.farm.storage import Storage, sha256_of
 from synthreid.farm.supervisor import run_status
-from synthreid.render.coco import SKELETON
+from synthreid.render.coco import coco_document
 
 HELD_OUT = 100
 
@@ -133,10 +132,8 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
             writer = csv.DictWriter(handle, fieldnames=list(metadata[0]))
             writer.writeheader()
             writer.writerows(metadata)
-        (staging / "keypoints.json").write_text(json.dumps({
-            "images": coco_images, "annotations": coco_annotations,
-            "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17),
-                            "skeleton": SKELETON}]}))
+        (staging / "keypoints.json").write_text(json.dumps(
+            coco_document(coco_images, coco_annotations)))
         (staging / "split.json").write_text(json.dumps(
             {k: sorted(i + 1 for i in v) for k, v in splits.items()}))
         if out.exists():

@@ -11,24 +11,13 @@ import time
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
+from synthreid import package_versions
 from synthreid.config import GenerationConfig
 from synthreid.errors import JobError
 from synthreid.farm.db import characters, images, jobs, runs
 from synthreid.scene.sampling import sample_character, sample_images
 
 BATCH = 200  # characters per transaction; each character and its job share one
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("synthreid", "bpy", "anny"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "unknown"
-    return found
 
 
 def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_count: int,
@@ -41,7 +30,7 @@ def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_cou
         existing = connection.execute(select(runs).where(runs.c.name == name)).mappings().first()
         if existing is None:
             run = connection.execute(insert(runs).values(
-                name=name, versions=_versions(), created_at=time.time(), **wanted)).inserted_primary_key[0]
+                name=name, versions=package_versions(), created_at=time.time(), **wanted)).inserted_primary_key[0]
         else:
             different = [k for k, v in wanted.items() if existing[k] != v]
             if different:

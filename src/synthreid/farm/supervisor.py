@@ -74,8 +74,9 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
 
     engine = connect(db_url, create=False)
     run_filter = run_id(engine, run) if run else None
-    if run_status(engine, run_filter).outstanding == 0:
-        return run_status(engine, run_filter)  # nothing to render: no workers to start
+    status = run_status(engine, run_filter)
+    if status.outstanding == 0:
+        return status  # nothing to render: no workers to start
     # Default: one worker per GPU when CUDA is present (each pinned to its GPU), else per core.
     slots = gpu_slots()
     count = workers or len(slots) or os.cpu_count() or 1
@@ -85,7 +86,6 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
     spawn = lambda i: _spawn(db_url, storage_url, run, lease_s, threads, gpus[i],  # noqa: E731
                              logs / f"worker-{i}.log")
     processes = [spawn(i) for i in range(count)]
-    status = run_status(engine, run_filter)
     started, done_at_start = time.time(), status.images_done
     columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.2f} img/s"), TimeRemainingColumn(),

@@ -14,6 +14,12 @@ SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], 
             [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
 
 
+def coco_document(images: list[dict], annotations: list[dict]) -> dict:
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "person", "supercategory": "person",
+                            "keypoints": list(COCO17), "skeleton": SKELETON}]}
+
+
 def coco_keypoints(records: list[dict], images_dir: Path, masks_dir: Path, out_path: Path) -> Path:
     images, annotations = [], []
     for image_id, record in enumerate(sorted(records, key=lambda r: r["stem"]), start=1):
@@ -33,10 +39,7 @@ def coco_keypoints(records: list[dict], images_dir: Path, masks_dir: Path, out_p
             "bbox": bbox, "area": int(mask.sum()),
             "person_id": record["character"]["character_id"],
         })
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "person", "supercategory": "person",
-                            "keypoints": list(COCO17), "skeleton": SKELETON}]}
     tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(json.dumps(coco))
+    tmp.write_text(json.dumps(coco_document(images, annotations)))
     tmp.replace(out_path)
     return out_path

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from synthreid import package_versions
 from synthreid.body.character import CharacterGeometry
 from synthreid.body.model import COCO17, BodyModel
 from synthreid.config import GenerationConfig
@@ -47,22 +48,13 @@ class Timings:
         return now
 
 
-def versions() -> dict[str, str]:
-    import anny
-    import bpy
-
-    from synthreid import __version__
-
-    return {"synthreid": __version__, "bpy": bpy.app.version_string, "anny": anny.__version__}
-
-
 class Renderer:
     def __init__(self, config: GenerationConfig, model: BodyModel | None = None) -> None:
         self.config = config
         self.model = model or BodyModel()
         self.scene = BlenderScene(config.render)
         self.timings = Timings()
-        self._versions = versions()
+        self._versions = package_versions()
 
     def render_character(self, character: CharacterSpec, images: list[ImageSpec],
                          out_dir: Path,
