@@ -255,3 +255,21 @@ def test_a_dataset_without_cameras_still_evaluates(tmp_path):
 def test_unknown_kind(tmp_path):
     with pytest.raises(DatasetError, match="unknown dataset layout 'imagenet'"):
         read_dataset("imagenet", tmp_path)
+
+
+def test_a_dataset_yaml_carries_the_pattern_and_split(tmp_path):
+    from synthreid.datasets import read_dataset_file
+
+    prid450s_like(tmp_path / "prid450s")
+    spec = tmp_path / "prid.yaml"
+    spec.write_text("layout: pattern\nroot: prid450s\n"
+                    "pattern: '(?P<pid>\\d{4})(?P<camid>\\d{3})\\.png'\n"
+                    "split: {count: 10, seed: 1}\n")
+    data = read_dataset_file(spec)
+    assert len({r.pid for r in data.query}) == 10 and data.train_ids == 20
+    spec.write_text("layout: pattern\nroot: prid450s\nsplit: {count: 10, colour: red}\n")
+    with pytest.raises(DatasetError, match="split takes ranges"):
+        read_dataset_file(spec)
+    spec.write_text("root: prid450s\n")
+    with pytest.raises(DatasetError, match="'layout' and 'root'"):
+        read_dataset_file(spec)

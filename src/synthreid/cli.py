@@ -224,18 +224,22 @@ app.add_typer(reid_app, name="reid")
 
 
 def _read_data(spec: str):
-    """LAYOUT:ROOT, e.g. market1501:/data/Market-1501 or synthetic:out/iv."""
-    from synthreid.datasets import read_dataset
+    """LAYOUT:ROOT (market1501:/data/Market-1501, synthetic:out/iv) or a dataset YAML file."""
+    from synthreid.datasets import read_dataset, read_dataset_file
 
+    if spec.endswith((".yaml", ".yml")):
+        return read_dataset_file(spec)
     layout, sep, root = spec.partition(":")
     if not sep or not root:
-        raise ReidError(f"--data {spec!r}: expected LAYOUT:ROOT, e.g. market1501:/data/market")
+        raise ReidError(f"--data {spec!r}: expected LAYOUT:ROOT, e.g. market1501:/data/market, "
+                        f"or a dataset .yaml file")
     return read_dataset(layout, root)
 
 
 @reid_app.command("train")
 def reid_train(
-    data: list[str] = typer.Option(..., "--data", help="LAYOUT:ROOT; twice to mix two sets"),
+    data: list[str] = typer.Option(..., "--data",
+                                   help="LAYOUT:ROOT or a dataset .yaml; twice to mix two sets"),
     out: Path = typer.Option(..., "--out", "-o"),
     backbone: str = typer.Option("inception", help="inception | resnet50"),
     pretrained: Path = typer.Option(None, help="resnet50: torchvision ImageNet weights file"),
@@ -317,7 +321,7 @@ def reid_train(
 @reid_app.command("eval")
 def reid_eval(
     model: Path = typer.Option(..., "--model"),
-    data: str = typer.Option(..., "--data", help="LAYOUT:ROOT"),
+    data: str = typer.Option(..., "--data", help="LAYOUT:ROOT or a dataset .yaml"),
     protocol: str = typer.Option("market", help=" | ".join(PROTOCOLS)),
     out: Path = typer.Option(None, "--out", "-o"),
     repeats: int = typer.Option(10), seed: int = typer.Option(0),
@@ -341,7 +345,7 @@ def reid_eval(
 @reid_app.command("features")
 def reid_features(
     model: Path = typer.Option(..., "--model"),
-    data: str = typer.Option(..., "--data", help="LAYOUT:ROOT"),
+    data: str = typer.Option(..., "--data", help="LAYOUT:ROOT or a dataset .yaml"),
     out: Path = typer.Option(..., "--out", "-o", help="a .npz file"),
 ) -> None:
     """Save query and gallery features (with ids and cameras) for `synthreid eval`."""

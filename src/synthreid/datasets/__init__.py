@@ -39,4 +39,39 @@ def read_dataset(layout: str, root: str | Path, **options) -> ReidDataset:
     return READERS[layout](root, **options)
 
 
-__all__ = ["READERS", "ImageRecord", "ReidDataset", "IdSplit", "read_dataset", "relabel"]
+def read_dataset_file(path: str | Path) -> ReidDataset:
+    """A dataset described in YAML, for layouts that need options on the command line:
+
+        layout: pattern
+        root: /data/prid450s
+        pattern: '(?P<pid>\\d{4})(?P<camid>\\d{3})\\.png'
+        split: {count: 100, seed: 0}   # or ranges: "301-450", fraction: 0.5, file: ids.txt
+
+    Any other key is passed to the reader (e.g. `kind: detected` for cuhk03-np)."""
+    import yaml
+
+    path = Path(path).expanduser()
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise DatasetError(f"{path}: cannot read as YAML ({type(error).__name__})") from None
+    if not isinstance(spec, dict) or "layout" not in spec or "root" not in spec:
+        raise DatasetError(f"{path}: expected a mapping with 'layout' and 'root'")
+    options = {k: v for k, v in spec.items() if k not in ("layout", "root")}
+    if isinstance(options.get("split"), dict):
+        try:
+            options["split"] = IdSplit(**options["split"])
+        except TypeError:
+            raise DatasetError(f"{path}: split takes ranges, count, fraction, file and seed") from None
+    root = Path(str(spec["root"])).expanduser()
+    if not root.is_absolute():
+        root = path.parent / root
+    try:
+        return read_dataset(str(spec["layout"]), root, **options)
+    except TypeError as error:
+        raise DatasetError(f"{path}: an option does not fit layout {spec['layout']!r} "
+                           f"({error})") from None
+
+
+__all__ = ["READERS", "ImageRecord", "ReidDataset", "IdSplit", "read_dataset",
+           "read_dataset_file", "relabel"]
