@@ -6,7 +6,6 @@ deep merge of mappings (lists are replaced whole).
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -301,7 +300,3 @@ def config_from_dict(data: dict[str, Any], source: object = "config") -> Generat
 def dump_config(config: GenerationConfig) -> str:
     """The frozen config as YAML, saved next to every output."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
-
-def degrees_to_radians(interval: Interval) -> Interval:
-    return math.radians(interval[0]), math.radians(interval[1])

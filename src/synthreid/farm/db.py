@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON, BigInteger, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, inspect, select,
+    UniqueConstraint, create_engine, event, func, inspect, select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -146,9 +146,13 @@ def connect(url: str, create: bool = True) -> Engine:
     return engine
 
 
-def server_time(engine: Engine) -> float:
+def job_counts(engine: Engine, run: int | None = None) -> dict[str, int]:
+    """Jobs per status, of one run or of all runs."""
+    query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+    if run is not None:
+        query = query.where(jobs.c.run_id == run)
     with engine.connect() as connection:
-        return float(connection.execute(select(db_now())).scalar())
+        return dict(connection.execute(query).all())
 
 
 def run_id(engine: Engine, name: str) -> int:

@@ -39,6 +39,10 @@ def _split_ids(ids: list[int], seed: int) -> dict[str, set[int]]:
             "train": set(order[2 * held:].tolist())}
 
 
+def _hex(colour: list[float]) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in colour)
+
+
 def _metadata_row(name: str, split: str, pid: int, camid: int, spec: dict, view: dict) -> dict:
     body, camera = spec["body"], view["camera"]
     direction = camera["direction"]
@@ -50,12 +54,12 @@ def _metadata_row(name: str, split: str, pid: int, camid: int, spec: dict, view:
         "female": body["female"], "age_years": round(body["age_years"], 2),
         "height_m": round(body["height_m"], 3), "muscle": round(body["muscle"], 3),
         "weight": round(body["weight"], 3), "proportions": round(body["proportions"], 3),
-        "skin_tone": "#%02x%02x%02x" % tuple(round(255 * c) for c in body["skin_tone"]),
-        "shirt_colour": "#%02x%02x%02x" % tuple(round(255 * c) for c in garments["shirt"]["colour"]),
+        "skin_tone": _hex(body["skin_tone"]),
+        "shirt_colour": _hex(garments["shirt"]["colour"]),
         "shirt_texture": (garments["shirt"]["texture"] or {}).get("family", ""),
         "sleeve_length": round(garments["shirt"]["length"], 3),
         "lower": lower["kind"], "lower_length": round(lower["length"], 3),
-        "lower_colour": "#%02x%02x%02x" % tuple(round(255 * c) for c in lower["colour"]),
+        "lower_colour": _hex(lower["colour"]),
         "lower_texture": (lower["texture"] or {}).get("family", ""),
         "shoes": "shoes" in garments, "hair": spec["hair"]["style"],
         "accessories": " ".join(a["kind"] for a in spec["accessories"]),

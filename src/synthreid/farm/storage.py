@@ -57,9 +57,6 @@ class Storage:
     def read(self, key: str) -> bytes:
         return self.fs.cat_file(self.path(key))
 
-    def exists(self, key: str) -> bool:
-        return self.fs.exists(self.path(key))
-
     def list(self, prefix: str = "") -> list[str]:
         base = self.path(prefix).rstrip("/")
         if not self.fs.exists(base):

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from synthreid.errors import JobError
-from synthreid.farm.db import characters, connect, images, jobs, run_id
+from synthreid.farm.db import characters, connect, images, job_counts, run_id
 
 
 @dataclass
@@ -30,17 +30,15 @@ class RunStatus:
 
 
 def run_status(engine: Engine, run: int | None = None) -> RunStatus:
-    job_query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
     image_query = (select(images.c.status, func.count())
                    .join(characters, characters.c.id == images.c.character_id)
                    .group_by(images.c.status))
     if run is not None:
-        job_query = job_query.where(jobs.c.run_id == run)
         image_query = image_query.where(characters.c.run_id == run)
     with engine.connect() as connection:
-        job_counts = dict(connection.execute(job_query).all())
         image_counts = dict(connection.execute(image_query).all())
-    return RunStatus(image_counts.get("done", 0), sum(image_counts.values()), job_counts)
+    return RunStatus(image_counts.get("done", 0), sum(image_counts.values()),
+                     job_counts(engine, run))
 
 
 def gpu_slots() -> list[str]:

@@ -23,13 +23,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from synthreid.config import config_from_dict
 from synthreid.errors import SynthReidError
 from synthreid.farm import queue
-from synthreid.farm.db import characters, connect, images, jobs, runs
+from synthreid.farm.db import characters, connect, images, job_counts, run_id, runs
 from synthreid.farm.storage import Storage, attempt_prefix
 from synthreid.scene.spec import CharacterSpec, ImageSpec
 
@@ -99,8 +99,6 @@ class Worker:
     def _run_filter(self) -> int | None:
         if self.options.run is None:
             return None
-        from synthreid.farm.db import run_id
-
         return run_id(self.engine, self.options.run)
 
     def _renderer_for(self, run: int):
@@ -117,11 +115,8 @@ class Worker:
         return self._renderer
 
     def _outstanding(self, run: int | None) -> int:
-        query = select(func.count()).select_from(jobs).where(jobs.c.status.in_(("pending", "running")))
-        if run is not None:
-            query = query.where(jobs.c.run_id == run)
-        with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar())
+        counts = job_counts(self.engine, run)
+        return counts.get("pending", 0) + counts.get("running", 0)
 
     def run(self) -> WorkerReport:
         run = self._run_filter()
