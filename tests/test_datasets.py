@@ -39,6 +39,7 @@ def test_market_reader(tmp_path):
     assert len(data.query) == 2 and len(data.gallery) == 6
     assert {r.pid for r in data.gallery} == {-1, 0, 3, 5}
     assert {r.camid for r in data.query} == {1}
+    assert data.distractor_ids == (0,)  # never drawn as a person by the thesis protocol
     labelled, mapping = relabel(data.train)
     assert sorted({r.pid for r in labelled}) == [0, 1, 2] and mapping == {2: 0, 7: 1, 9: 2}
 
@@ -98,6 +99,7 @@ def test_msmt17_reader_and_broken_copies(tmp_path):
     root = msmt_fixture(tmp_path / "MSMT17_V1")
     data = read_dataset("msmt17", root)
     assert len(data.train) == 3 and data.query[0].camid == 3 and data.gallery[0].camid == 7
+    assert data.distractor_ids == ()  # MSMT17's id 0 is a person
     (root / "list_query.txt").write_text("0000/0000_001_03_0303noon_0001_1.jpg\n")
     with pytest.raises(DatasetError, match=r"list_query.txt:1: expected"):
         read_dataset("msmt17", root)
@@ -151,7 +153,7 @@ def test_cuhk03_mat_reader_extracts_once_and_follows_the_split(tmp_path):
     assert len(test_ids) == 10 and test_ids == {r.pid for r in data.gallery}
     assert not test_ids & {r.pid for r in data.train}
     assert len(data.train) + len(data.query) + len(data.gallery) == 5 * (12 * 10 - 4 * 2)
-    assert all(r.camid % 2 == 1 for r in data.query) and all(r.camid % 2 == 0 for r in data.gallery)
+    assert {r.camid for r in data.query} == {1} and {r.camid for r in data.gallery} == {2}
     with Image.open(data.query[0].path) as image:
         assert image.size == (8, 16)
     extracted = tmp_path / "cuhk03_labeled_images"
@@ -160,6 +162,11 @@ def test_cuhk03_mat_reader_extracts_once_and_follows_the_split(tmp_path):
     assert extracted.stat().st_mtime_ns == stamp  # not extracted again
     with pytest.raises(DatasetError, match="split must be in 0..19"):
         read_dataset("cuhk03-mat", mat, split=20)
+    both = read_dataset("cuhk03-mat", mat, kind="both", split=4)  # Open-ReID's CUHK03
+    assert len(both.query) == 2 * len(data.query) and len(both.train) == 2 * len(data.train)
+    assert {r.path.parent.name for r in both.query} == {"cuhk03_labeled_images",
+                                                         "cuhk03_detected_images"}
+    assert {r.pid for r in both.query} == test_ids and both.distractor_ids == ()
     (tmp_path / "broken.mat").write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
     with pytest.raises(DatasetError, match="broken.mat"):
         read_dataset("cuhk03-mat", tmp_path / "broken.mat")

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from synthreid.cli import app
 from synthreid.errors import EvaluationError
 from synthreid.evaluate import protocols
-from synthreid.evaluate.features import save_features
+from synthreid.evaluate.features import evaluate_arrays, save_features
 from synthreid.evaluate.report import write_report
 
 # Gallery on a line: features 0.5, 1, 2, 3, 4 with ids 1, 1, 2, 3, 1 and cameras 1, 2, 2, 2, 2.
@@ -82,14 +82,115 @@ def test_random_features_score_chance_in_the_thesis_protocol():
 
 
 def test_thesis_protocol_draws_query_and_gallery_from_different_cameras():
-    # Id k's camera-1 image is identical to every other id's camera-1 image; matching is only
-    # possible across cameras, where each id has a unique vector.
-    ids = np.repeat(np.arange(120), 3)
-    cams = np.tile([1, 2, 2], 120)
-    features = np.where((cams == 1)[:, None], 0.0, identity_features(ids))
-    features[cams == 1] = identity_features(ids)[cams == 1]
+    # Each id: one camera-1 image (random noise) and four identical camera-2 images. A same-camera
+    # pair would always match at rank 1; a cross-camera pair only by chance (1 in 100).
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(120), 5)
+    cams = np.tile([1, 2, 2, 2, 2], 120)
+    features = identity_features(ids).astype(float)
+    features[cams == 1] = rng.normal(size=((cams == 1).sum(), features.shape[1]))
     result = protocols.thesis(features, ids, cams, repeats=4)
-    assert result.rank(1) == 1.0
+    assert result.rank(1) < 0.1  # drawing any two images would pick two camera-2 ones 60% of the time
+
+
+def test_ties_count_against_the_match():
+    # A broken model (every feature the same) must score as badly as possible, not perfectly.
+    ids = np.repeat(np.arange(120), 2)
+    cams = np.tile([1, 2], 120)
+    constant = np.ones((240, 8))
+    thesis = protocols.thesis(constant, ids, cams, repeats=2)
+    assert thesis.rank(1) == 0.0 and thesis.rank(99) == 0.0 and thesis.area == 1.0
+    market = protocols.market(constant, ids, cams, constant, ids, cams)
+    assert market.rank(1) == 0.0 and market.mAP == pytest.approx(1 / 239)  # match last of 239
+    classic = protocols.cuhk03_classic(constant[::2], ids[::2], cams[::2], constant[1::2],
+                                       ids[1::2], cams[1::2], repeats=2)
+    assert classic.rank(1) == 0.0
+    openreid = protocols.cuhk03_openreid(constant, ids, cams, repeats=2)
+    assert openreid.rank(1) == 0.0
+    # A tie with both images of another id: the match is third, whatever the gallery order.
+    features = identity_features(ids).astype(float)
+    features[ids == 1] = features[ids == 0][0]
+    for order in (np.arange(240), np.arange(240)[::-1]):
+        result = protocols.market(features[order], ids[order], cams[order], features[order],
+                                  ids[order], cams[order], max_rank=3)
+        assert result.rank(2) == pytest.approx(118 / 120) and result.rank(3) == 1.0
+
+
+def test_non_finite_features_are_refused():
+    ids = np.repeat(np.arange(120), 2)
+    cams = np.tile([1, 2], 120)
+    features = identity_features(ids).astype(float)
+    features[5, 3] = np.nan
+    with pytest.raises(EvaluationError, match="1 of 240 feature vectors hold NaN or infinite"):
+        protocols.thesis(features, ids, cams)
+    features[5, 3] = np.inf
+    with pytest.raises(EvaluationError, match="NaN or infinite"):
+        protocols.market(features, ids, cams, features, ids, cams)
+    with pytest.raises(EvaluationError, match="NaN or infinite"):
+        protocols.cuhk03_openreid(features, ids, cams)
+
+
+def test_the_thesis_protocol_never_draws_distractors():
+    # 100 people whose two images match exactly, and Market's distractor id 0: many unrelated
+    # images. Drawing id 0 as a person would put a non-match at rank 1.
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([np.repeat(np.arange(1, 101), 2), np.zeros(50, int)])
+    cams = np.concatenate([np.tile([1, 2], 100), rng.integers(1, 3, 50)])
+    features = np.vstack([identity_features(ids[:200]), rng.normal(size=(50, 101))])
+    clean = protocols.thesis(features, ids, cams, repeats=5, ignore_ids=(0,))
+    assert clean.rank(1) == 1.0
+    split = dict(features=features, ids=ids, cams=cams, ignore_ids=np.array([0]))
+    assert evaluate_arrays(split, "thesis", repeats=5).rank(1) == 1.0
+    with pytest.raises(EvaluationError, match="needs 100 identities"):
+        protocols.thesis(features[:198], ids[:198], cams[:198], ignore_ids=(0,))
+
+
+def openreid_cmc(dist, ids, cams, repeats, rng):
+    """Open-ReID's `cmc(separate_camera_set=True, single_gallery_shot=True,
+    first_match_break=False)`, transcribed loop by loop (query = gallery = all test images)."""
+    order = np.argsort(dist, axis=1, kind="stable")
+    hits, valid_queries = np.zeros(len(ids)), 0
+    for i in range(len(ids)):
+        valid = cams[order[i]] != cams[i]
+        matches = ids[order[i]] == ids[i]
+        if not matches[valid].any():
+            continue
+        groups = {}
+        for j in np.flatnonzero(valid):
+            groups.setdefault(ids[order[i][j]], []).append(j)
+        for _ in range(repeats):
+            sampled = np.zeros(len(ids), bool)
+            sampled[[rng.choice(members) for members in groups.values()]] = True
+            k = np.flatnonzero(matches[sampled])[0]
+            hits[k] += 1 / repeats
+        valid_queries += 1
+    return hits.cumsum() / valid_queries
+
+
+def test_openreid_cuhk03_protocol_matches_its_reference_loop():
+    rng = np.random.default_rng(4)
+    ids = np.repeat(np.arange(30), 6)
+    cams = np.tile([1, 1, 1, 2, 2, 2], 30)
+    features = rng.normal(size=(30, 8))[ids] + rng.normal(scale=1.2, size=(180, 8))
+    dist = ((features[:, None] - features[None]) ** 2).sum(-1)
+    reference = openreid_cmc(dist, ids, cams, 200, np.random.default_rng(0))
+    ours = protocols.cuhk03_openreid(features, ids, cams, repeats=200, seed=1)
+    assert ours.queries == 180  # every test image is a query, from both cameras
+    np.testing.assert_allclose(ours.cmc, reference[:30], atol=0.02)
+    assert 0.2 < ours.rank(1) < 0.9  # neither trivial nor chance (1/30)
+
+
+def test_cuhk03_classic_queries_both_cameras_against_the_other_camera():
+    # Same-camera duplicates would be perfect matches; across cameras, images are noise.
+    rng = np.random.default_rng(2)
+    ids = np.repeat(np.arange(100), 4)
+    cams = np.tile([1, 1, 2, 2], 100)
+    features = rng.normal(size=(400, 16))
+    features[1::2] = features[::2]  # the two images of an id in one camera are identical
+    query, gallery = cams == 1, cams == 2
+    result = protocols.cuhk03_classic(features[query], ids[query], cams[query],
+                                      features[gallery], ids[gallery], cams[gallery], repeats=3)
+    assert result.queries == 400 and result.rank(1) < 0.1
 
 
 def test_errors_are_one_line():

@@ -87,26 +87,28 @@ def classic_splits(mat_path: str | Path) -> list[set[int]]:
 
 def read_cuhk03_mat(mat_path: str | Path, kind: str = "labeled", split: int = 0) -> ReidDataset:
     """Classic protocol, split `split` (0-19): its 100 test people as query (camera 1 of
-    their pair) and gallery (camera 2); everyone else trains."""
+    their pair) and gallery (camera 2); everyone else trains. Cameras are the two views of a
+    pair (1 and 2), as Open-ReID numbers them. `kind: both` takes the labeled and the detected
+    images of every person together, as Open-ReID's CUHK03 (and so the thesis) did."""
     mat_path = Path(mat_path).expanduser()
     if not mat_path.is_file():
         raise DatasetError(f"{mat_path}: cuhk-03.mat not found")
-    if kind not in ("labeled", "detected"):
-        raise DatasetError(f"cuhk03: kind must be 'labeled' or 'detected', got {kind!r}")
+    if kind not in ("labeled", "detected", "both"):
+        raise DatasetError(f"cuhk03: kind must be 'labeled', 'detected' or 'both', got {kind!r}")
     splits = classic_splits(mat_path)
     if not 0 <= split < len(splits):
         raise DatasetError(f"cuhk03: split must be in 0..{len(splits) - 1}, got {split}")
     test = splits[split]
-    folder = _extract(mat_path, kind)
+    kinds = ("labeled", "detected") if kind == "both" else (kind,)
     train, query, gallery = [], [], []
-    for path in sorted(folder.glob("*.png")):
-        pair, person, camera, _ = (int(x) for x in path.stem.split("_"))
-        pid = _global_pid(pair, person)
-        camid = 2 * (pair - 1) + camera  # each pair of cameras is its own two cameras
-        if pid not in test:
-            train.append(ImageRecord(path, pid, camid, "train"))
-        else:
-            (query if camera == 1 else gallery).append(
-                ImageRecord(path, pid, camid, "query" if camera == 1 else "gallery"))
+    for folder in [_extract(mat_path, k) for k in kinds]:
+        for path in sorted(folder.glob("*.png")):
+            pair, person, camera, _ = (int(x) for x in path.stem.split("_"))
+            pid = _global_pid(pair, person)
+            if pid not in test:
+                train.append(ImageRecord(path, pid, camera, "train"))
+            else:
+                (query if camera == 1 else gallery).append(
+                    ImageRecord(path, pid, camera, "query" if camera == 1 else "gallery"))
     return ReidDataset(f"cuhk03-{kind}-split{split}", mat_path.parent, train, query, gallery,
                        notes=[f"classic split {split} of {len(splits)}"])

@@ -33,6 +33,9 @@ class ReidDataset:
     cameras_assigned: bool = False  # True: the files carry no camera; the reader assigned them
     notes: list[str] = field(default_factory=list)
     validation: list[ImageRecord] = field(default_factory=list)  # held-out ids, when given
+    # Ids that are not a person in this layout (Market-style distractors, 0): evaluation that
+    # draws people (the thesis protocol) must not draw them. Negative ids are junk everywhere.
+    distractor_ids: tuple[int, ...] = ()
 
     @property
     def train_ids(self) -> int:

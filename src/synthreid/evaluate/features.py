@@ -49,17 +49,28 @@ def save_features(path: Path, **arrays: np.ndarray) -> Path:
 
 def evaluate_arrays(arrays: dict[str, np.ndarray], protocol: str, repeats: int = 10,
                     seed: int = 0):
-    """Run a protocol on a feature file's arrays. The thesis protocol draws from the pooled
-    samples, with up to 100 identities; the others need query_* and gallery_* arrays."""
+    """Run a protocol on a feature file's arrays. The thesis and cuhk03-openreid protocols draw
+    from the pooled samples (the thesis protocol with up to 100 identities), never drawing the
+    ids in an optional `ignore_ids` array (Market's distractors, 0); the others need query_* and
+    gallery_* arrays."""
     from synthreid.evaluate import protocols
 
     if protocol not in PROTOCOLS:
         raise EvaluationError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got "
                               f"{protocol!r}")
-    if protocol == "thesis":
+    ignore = np.asarray(arrays.get("ignore_ids", np.zeros(0, np.int64)))
+    if protocol in ("thesis", "cuhk03-openreid"):
         features, ids, cams = pooled(arrays)
-        return protocols.thesis(features, ids, cams, min(100, len(set(ids.tolist()))),
-                                repeats=repeats, seed=seed)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise EvaluationError(f"ids must be a 1-d array of integers, got {ids.dtype} "
+                                  f"{ids.shape}")
+        if protocol == "thesis":
+            people = len(set(ids[(ids >= 0) & ~np.isin(ids, ignore)].tolist()))
+            return protocols.thesis(features, ids, cams, min(100, people), repeats=repeats,
+                                    seed=seed, ignore_ids=ignore)
+        keep = ~np.isin(ids, ignore)
+        return protocols.cuhk03_openreid(features[keep], ids[keep], cams[keep],
+                                         repeats=repeats, seed=seed)
     if "query_features" not in arrays:
         raise EvaluationError(f"the {protocol} protocol needs query_* and gallery_* arrays")
     split = [arrays[f"{s}_{k}"] for s in ("query", "gallery") for k in SPLIT_KEYS]

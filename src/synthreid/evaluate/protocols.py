@@ -3,10 +3,16 @@
 - `market`: every query against the whole gallery; gallery entries of the same id and camera as
   the query, and junk ids (-1), are removed before ranking (the official Market-1501 code).
   Also the CUHK03 new protocol.
-- `cuhk03_classic`: single-gallery-shot: one random gallery image per id, repeated and averaged.
+- `cuhk03_classic`: single-gallery-shot: each camera's images are queries against one random
+  image per id from the other camera(s), repeated and averaged.
+- `cuhk03_openreid`: Open-ReID's CUHK03 CMC, which the thesis reported (Table 3.2): as classic,
+  but every query draws its own gallery.
 - `thesis`: 100 random identities, one query and one gallery image each (different cameras
   where cameras exist), Euclidean distance, CMC over ranks 1..100, repeated with K seeds
   (thesis 2.3.2). Its validation score is the area under the CMC: the sum over ranks (2.3.3).
+
+Ties count against the true match (the pessimistic rank) and non-finite features are refused,
+so identical or NaN features from a broken model score at the bottom, never at the top.
 
 Distances are computed in torch on the GPU when present, one block of queries at a time, so
 memory stays bounded (a 20,000 x 20,000 evaluation never holds more than one block's sort).
@@ -55,17 +61,46 @@ def squared_euclidean(a: torch.Tensor, b: torch.Tensor, b_norms: torch.Tensor) -
 
 
 def _check(features: np.ndarray, ids: np.ndarray, cams: np.ndarray, name: str) -> None:
-    if features.ndim != 2 or len(features) != len(ids) or len(ids) != len(cams):
-        raise EvaluationError(f"{name}: expected features (N, D) with N ids and N cameras, got "
-                              f"{features.shape}, {len(ids)} ids, {len(cams)} cameras")
+    if features.ndim != 2 or ids.ndim != 1 or cams.ndim != 1 or not (
+            len(features) == len(ids) == len(cams)):
+        raise EvaluationError(f"{name}: expected features (N, D) with N ids and N cameras (1-d), "
+                              f"got {features.shape}, ids {ids.shape}, cameras {cams.shape}")
     if len(features) == 0:
         raise EvaluationError(f"{name}: no samples")
+    for what, array in (("ids", ids), ("cameras", cams)):
+        whole = np.issubdtype(array.dtype, np.integer) or (
+            np.issubdtype(array.dtype, np.floating) and np.array_equal(array, np.round(array)))
+        if not whole:
+            raise EvaluationError(f"{name}: {what} must be whole numbers, got {array.dtype}")
+    if not np.issubdtype(features.dtype, np.number) or np.issubdtype(features.dtype,
+                                                                      np.complexfloating):
+        raise EvaluationError(f"{name}: features must be real numbers, got {features.dtype}")
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        # A diverged model's NaN features would otherwise tie everywhere and score as hits.
+        raise EvaluationError(f"{name}: {int(bad.sum())} of {len(features)} feature vectors "
+                              f"hold NaN or infinite values (did training diverge?)")
+
+
+def _pessimistic_order(d: torch.Tensor, q_ids: torch.Tensor, g_ids: torch.Tensor) -> torch.Tensor:
+    """Gallery order per query by distance, where a true match never wins a tie: an equal
+    distance counts against the match (constant features rank every match last)."""
+    values, order = torch.sort(d, dim=1)
+    tied = (values[:, 1:] == values[:, :-1]).any(1)
+    if tied.any():
+        rows = tied.nonzero().squeeze(1)
+        non_match_first = torch.argsort((g_ids[None, :] == q_ids[rows]).to(torch.int8), dim=1,
+                                        stable=True)
+        by_distance = torch.argsort(d[rows].gather(1, non_match_first), dim=1, stable=True)
+        order[rows] = non_match_first.gather(1, by_distance)
+    return order
 
 
 def market(query_features, query_ids, query_cams, gallery_features, gallery_ids, gallery_cams,
            max_rank: int = 50, block: int = 512, device: torch.device | None = None) -> CMCResult:
     qf, gf = np.asarray(query_features), np.asarray(gallery_features)
-    _check(qf, np.asarray(query_ids), np.asarray(query_cams), "query")
+    query_ids, query_cams = np.asarray(query_ids), np.asarray(query_cams)
+    _check(qf, query_ids, query_cams, "query")
     _check(gf, np.asarray(gallery_ids), np.asarray(gallery_cams), "gallery")
     if qf.shape[1] != gf.shape[1]:
         raise EvaluationError(f"query features are {qf.shape[1]}-d but gallery features "
@@ -82,7 +117,7 @@ def market(query_features, query_ids, query_cams, gallery_features, gallery_ids,
         q = _tensor(qf[start:start + block], device)
         q_ids = _tensor(query_ids[start:start + block], device, torch.long)[:, None]
         q_cams = _tensor(query_cams[start:start + block], device, torch.long)[:, None]
-        order = torch.argsort(squared_euclidean(q, g, g_norms), dim=1)
+        order = _pessimistic_order(squared_euclidean(q, g, g_norms), q_ids, g_ids)
         ids, cams = g_ids[order], g_cams[order]
         junk = ((ids == q_ids) & (cams == q_cams)) | (ids == -1)
         keep = ~junk
@@ -114,19 +149,21 @@ def _single_shot_cmc(qf: torch.Tensor, gf: torch.Tensor, q_ids: np.ndarray,
     d = squared_euclidean(qf, gf, (gf * gf).sum(1))
     truth = torch.as_tensor(np.searchsorted(g_ids, q_ids), device=d.device)
     true_d = d[torch.arange(len(qf), device=d.device), truth]
-    first = (d < true_d[:, None]).sum(1) + 1  # ties resolved in the match's favour
+    first = (d <= true_d[:, None]).sum(1)  # the match itself and every tie: pessimistic rank
     ranks = torch.arange(1, max_rank + 1, device=d.device)
     return (first[:, None] <= ranks[None, :]).double().mean(0).cpu().numpy()
 
 
 def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: int = 0,
-           device: torch.device | None = None) -> CMCResult:
-    """The thesis protocol on one pool of evaluation images (ids not used for training)."""
+           ignore_ids=(), device: torch.device | None = None) -> CMCResult:
+    """The thesis protocol on one pool of evaluation images (ids not used for training).
+    Negative ids (junk) and `ignore_ids` (e.g. Market's distractor id 0) are never drawn."""
     features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
     _check(features, ids, cams, "evaluation set")
     device = device or default_device()
     by_id: dict[int, np.ndarray] = {}
-    for pid in np.unique(ids[ids >= 0]):
+    people = (ids >= 0) & ~np.isin(ids, np.asarray(ignore_ids, dtype=ids.dtype))
+    for pid in np.unique(ids[people]):
         members = np.flatnonzero(ids == pid)
         if len(members) >= 2:
             by_id[int(pid)] = members
@@ -155,28 +192,63 @@ def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: 
                      extra={"repeats": repeats, "identities": identities, "seed": seed})
 
 
-def cuhk03_classic(query_features, query_ids, query_cams, gallery_features, gallery_ids,
-                   gallery_cams, repeats: int = 10, max_rank: int = 50, seed: int = 0,
-                   device: torch.device | None = None) -> CMCResult:
-    """Single-gallery-shot: per repeat, one random gallery image per id (the classic splits put
-    queries and gallery in different cameras); the CMC is averaged over repeats."""
-    qf, gf = np.asarray(query_features), np.asarray(gallery_features)
-    q_ids, g_ids = np.asarray(query_ids), np.asarray(gallery_ids)
-    _check(qf, q_ids, np.asarray(query_cams), "query")
-    _check(gf, g_ids, np.asarray(gallery_cams), "gallery")
+def _other_camera_single_shot(features, ids, cams, repeats: int, seed: int, max_rank: int,
+                              per_query_draws: bool, device) -> CMCResult:
+    """Every image is a query against the images of the other cameras, of which one random image
+    per id is drawn, `repeats` times; the rank of the drawn match among the drawn images counts
+    ties against the match. With `per_query_draws` every query draws its own gallery (Open-ReID's
+    `single_gallery_shot`); otherwise one draw per camera and repeat serves all its queries."""
+    features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
+    _check(features, ids, cams, "evaluation set")
     device = device or default_device()
-    unique = np.unique(g_ids)
-    keep = np.isin(q_ids, unique)
-    if not keep.any():
-        raise EvaluationError("no query id appears in the gallery")
-    q = _tensor(qf[keep], device)
-    g_all = _tensor(gf, device)
-    max_rank = min(max_rank, len(unique))
-    curves = []
-    for repeat in range(repeats):
-        rng = np.random.default_rng([seed, repeat])
-        picks = [rng.choice(np.flatnonzero(g_ids == pid)) for pid in unique]
-        curves.append(_single_shot_cmc(q, g_all[picks], q_ids[keep], unique, max_rank))
-    curves = np.stack(curves)
-    return CMCResult(cmc=curves.mean(0), cmc_std=curves.std(0), queries=int(keep.sum()),
-                     extra={"repeats": repeats})
+    people = ids >= 0
+    features, ids, cams = features[people], ids[people], cams[people]
+    all_features = _tensor(features, device)
+    norms = (all_features * all_features).sum(1)
+    ranks, shortest = [], None
+    for camera in np.unique(cams):
+        other = np.flatnonzero(cams != camera)
+        other = other[np.argsort(ids[other], kind="stable")]  # grouped by id
+        gallery_ids, offsets, sizes = np.unique(ids[other], return_index=True, return_counts=True)
+        queries = np.flatnonzero((cams == camera) & np.isin(ids, gallery_ids))
+        if len(queries) == 0 or len(gallery_ids) < 2:
+            continue
+        d = squared_euclidean(all_features[queries], all_features[other], norms[other])
+        d = d.cpu().numpy()
+        truth = np.searchsorted(gallery_ids, ids[queries])
+        rng = np.random.default_rng([seed, int(camera) & 0xFFFFFFFF])
+        shape = (len(queries) if per_query_draws else 1, repeats, len(gallery_ids))
+        picks = offsets + np.floor(rng.random(shape) * sizes).astype(np.int64)
+        drawn = np.take_along_axis(d[:, None, :], np.broadcast_to(
+            picks, (len(queries), repeats, len(gallery_ids))), axis=2)
+        true_d = np.take_along_axis(drawn, truth[:, None, None], axis=2)
+        ranks.append((drawn <= true_d).sum(2))  # (queries, repeats)
+        shortest = len(gallery_ids) if shortest is None else min(shortest, len(gallery_ids))
+    if not ranks:
+        raise EvaluationError("no query has an image of its id in another camera")
+    all_ranks = np.concatenate(ranks)
+    max_rank = min(max_rank, shortest)
+    curves = (all_ranks[:, :, None] <= np.arange(1, max_rank + 1)).mean(0)  # (repeats, ranks)
+    return CMCResult(cmc=curves.mean(0), cmc_std=curves.std(0), queries=len(all_ranks),
+                     extra={"repeats": repeats, "seed": seed})
+
+
+def cuhk03_classic(query_features, query_ids, query_cams, gallery_features, gallery_ids,
+                   gallery_cams, repeats: int = 10, max_rank: int = 100, seed: int = 0,
+                   device: torch.device | None = None) -> CMCResult:
+    """CUHK03's classic single-gallery-shot CMC: query and gallery are pooled; the images of each
+    camera are queries against one random image per id from the other camera(s), drawn once
+    per camera and repeat; the CMC is averaged over the queries and repeats."""
+    pooled = [np.concatenate([np.asarray(a), np.asarray(b)]) for a, b in (
+        (query_features, gallery_features), (query_ids, gallery_ids), (query_cams, gallery_cams))]
+    return _other_camera_single_shot(*pooled, repeats, seed, max_rank, per_query_draws=False,
+                                     device=device)
+
+
+def cuhk03_openreid(features, ids, cams, repeats: int = 10, max_rank: int = 100, seed: int = 0,
+                    device: torch.device | None = None) -> CMCResult:
+    """Open-ReID's CUHK03 CMC (the thesis' Table 3.2): all test images (labeled and detected)
+    are queries; each draws, independently, one random image per id from the other camera,
+    10 times (`cmc(..., separate_camera_set=True, single_gallery_shot=True)`)."""
+    return _other_camera_single_shot(features, ids, cams, repeats, seed, max_rank,
+                                     per_query_draws=True, device=device)

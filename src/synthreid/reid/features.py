@@ -43,4 +43,5 @@ def dataset_features(checkpoint: str, dataset, device: torch.device | None = Non
                                                        workers=workers)
         arrays[f"{split}_ids"] = np.array([r.pid for r in records])
         arrays[f"{split}_cams"] = np.array([r.camid for r in records])
+    arrays["ignore_ids"] = np.array(dataset.distractor_ids, dtype=np.int64)
     return arrays
