@@ -22,7 +22,8 @@ from synthreid.datasets import read_dataset
 from synthreid.reid.data import Augment
 from synthreid.reid.losses import LossConfig
 from synthreid.reid.model import ModelArgs, ReidModel
-from synthreid.reid.train import TrainConfig, Trainer
+from synthreid.reid.config import TrainConfig
+from synthreid.reid.train import Trainer
 
 
 def write_images(root: Path, count: int) -> Path:
@@ -66,9 +67,10 @@ def bare_rate(backbone: str, batch: int, batches: int, device: torch.device) -> 
 
 def loop_rate(backbone: str, batch: int, batches: int, workers: int, root: Path) -> float:
     dataset = read_dataset("synthetic", root)
-    config = TrainConfig(out=str(root / "run"), model=ModelArgs(backbone=backbone),
-                         augment=Augment(erasing=0.5), epochs=2, batch_size=batch,
-                         workers=workers, warmup_epochs=0, validation_repeats=1)
+    config = TrainConfig(out=str(root / f"run-{backbone}"), model=ModelArgs(backbone=backbone),
+                         augment=Augment(height=256, width=128, erasing=0.5), epochs=2,
+                         batch_size=batch, workers=workers, warmup_epochs=0,
+                         validation_repeats=1)
     trainer = Trainer(config, [dataset])
     trainer.train_epoch(0)  # warm-up epoch: loader workers start, kernels are chosen
     return trainer.train_epoch(1)["images_per_s"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -236,64 +237,100 @@ def _read_data(spec: str):
     return read_dataset(layout, root)
 
 
+LOSS_WEIGHTS = {"softmax": (1.0, 0.0), "triplet": (0.0, 1.0), "both": (1.0, 1.0)}
+
+
+def _train_overrides(given: dict) -> dict:
+    """Flags the user gave, as nested TrainConfig fields (None: not given)."""
+    nested = {"model": ("backbone", "embedding", "bnneck", "features_after_bn", "dropout",
+                        "test_output"),
+              "loss": ("label_smoothing",),
+              "augment": ("height", "width", "crop", "erasing", "grayscale", "blur")}
+    overrides: dict = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        section = next((name for name, keys in nested.items() if key in keys), None)
+        if section:
+            overrides.setdefault(section, {})[key] = value
+        elif key == "loss":
+            if value not in LOSS_WEIGHTS:
+                raise ReidError(f"--loss: expected softmax, triplet or both, got {value!r}")
+            softmax, triplet = LOSS_WEIGHTS[value]
+            overrides.setdefault("loss", {}).update(softmax_weight=softmax,
+                                                    triplet_weight=triplet)
+        elif key == "colour_jitter":
+            overrides.setdefault("augment", {})["colour_jitter"] = {
+                "brightness": value, "contrast": value, "saturation": value}
+        elif key == "hue":
+            overrides.setdefault("augment", {}).setdefault("colour_jitter", {})["hue"] = value
+        elif key == "data":
+            overrides[key] = list(value) or None
+        else:
+            overrides[key] = str(value) if isinstance(value, Path) else value
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 @reid_app.command("train")
 def reid_train(
-    data: list[str] = typer.Option(..., "--data",
+    data: list[str] = typer.Option(None, "--data",
                                    help="LAYOUT:ROOT or a dataset .yaml; twice to mix two sets"),
-    out: Path = typer.Option(..., "--out", "-o"),
-    backbone: str = typer.Option("inception", help="inception | resnet50"),
+    out: Path = typer.Option(None, "--out", "-o"),
+    config: Path = typer.Option(None, "--config", help="run YAML (TrainConfig fields); "
+                                "flags override it"),
+    recipe: str = typer.Option(None, help="modern (default) | openreid (the thesis' Open-ReID "
+                               "softmax example)"),
+    backbone: str = typer.Option(None, help="inception | resnet50"),
     pretrained: Path = typer.Option(None, help="resnet50: torchvision ImageNet weights file"),
-    embedding: int = typer.Option(256, help="embedding size (0: the backbone's features)"),
-    bnneck: bool = typer.Option(True),
-    features_after_bn: bool = typer.Option(True, help="test features after the BNNeck"),
-    loss: str = typer.Option("softmax", help="softmax | triplet | both"),
-    label_smoothing: float = typer.Option(0.1),
-    epochs: int = typer.Option(60), lr: float = typer.Option(0.05),
-    optimizer: str = typer.Option("sgd", help="sgd | adam"),
-    schedule: str = typer.Option("step", help="step | cosine"),
-    batch_size: int = typer.Option(64), p: int = typer.Option(16), k: int = typer.Option(4),
-    height: int = typer.Option(256), width: int = typer.Option(128),
-    erasing: float = typer.Option(0.0, help="random erasing probability"),
-    workers: int = typer.Option(2), seed: int = typer.Option(0),
-    early_stop: int = typer.Option(0, help="stop after this many epochs without improvement"),
+    embedding: int = typer.Option(None, help="embedding size (0: the backbone's features)"),
+    bnneck: Optional[bool] = typer.Option(None, "--bnneck/--no-bnneck"),
+    features_after_bn: Optional[bool] = typer.Option(
+        None, "--features-after-bn/--features-before-bn", help="test features after the BNNeck"),
+    dropout: float = typer.Option(None, help="dropout before the classifier"),
+    test_output: str = typer.Option(None, help="features | logits (Open-ReID's evaluator)"),
+    loss: str = typer.Option(None, help="softmax | triplet | both"),
+    label_smoothing: float = typer.Option(None),
+    epochs: int = typer.Option(None), lr: float = typer.Option(None),
+    optimizer: str = typer.Option(None, help="sgd | adam"),
+    schedule: str = typer.Option(None, help="step | cosine"),
+    batch_size: int = typer.Option(None), p: int = typer.Option(None), k: int = typer.Option(None),
+    height: int = typer.Option(None, help="input height (default: per backbone)"),
+    width: int = typer.Option(None, help="input width (default: per backbone)"),
+    crop: str = typer.Option(None, help="pad | rect (RandomSizedRectCrop) | none"),
+    colour_jitter: float = typer.Option(None, help="brightness, contrast, saturation jitter"),
+    hue: float = typer.Option(None, help="hue jitter (fraction of the colour circle)"),
+    grayscale: float = typer.Option(None, help="random grayscale probability"),
+    blur: float = typer.Option(None, help="Gaussian blur probability"),
+    erasing: float = typer.Option(None, help="random erasing probability"),
+    workers: int = typer.Option(None), seed: int = typer.Option(None),
+    early_stop: int = typer.Option(None, help="stop after this many epochs without improvement"),
     init: Path = typer.Option(None, help="finetune: start f from this checkpoint"),
-    finetune_lr_factor: float = typer.Option(0.1),
-    mix: str = typer.Option("alternate", help="with two --data: alternate batches"),
-    mix_ratio: int = typer.Option(1, help="batches of the first set per batch of the second"),
-    joint_head: bool = typer.Option(False, help="one classifier over both sets' ids"),
-    resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
+    finetune_lr_factor: float = typer.Option(None),
+    mix_ratio: int = typer.Option(None, help="batches of the first set per batch of the second"),
+    joint_head: Optional[bool] = typer.Option(None, "--joint-head/--separate-heads",
+                                              help="one classifier over both sets' ids"),
+    select_on: int = typer.Option(None, help="with two sets: whose validation picks best.pt"),
+    resume: bool = typer.Option(False, help="continue the run in --out (same settings)"),
+    overwrite: bool = typer.Option(False, help="replace the run in --out"),
 ) -> None:
     """Train a re-id model; the best epoch by validation CMC area is kept as best.pt."""
+    given = {k: v for k, v in locals().items()  # the TrainConfig fields among the flags
+             if k not in ("config", "recipe", "resume", "overwrite")}
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from synthreid.reid.data import Augment
-    from synthreid.reid.losses import LossConfig
-    from synthreid.reid.model import ModelArgs
-    from synthreid.reid.train import TrainConfig, Trainer
+    from synthreid.reid.config import load_train_config
+    from synthreid.reid.train import Trainer
 
-    weights = {"softmax": (1.0, 0.0), "triplet": (0.0, 1.0), "both": (1.0, 1.0)}
     with _one_line_errors():
-        if loss not in weights:
-            raise ReidError(f"--loss: expected softmax, triplet or both, got {loss!r}")
-        if mix != "alternate":
-            raise ReidError(f"--mix: only 'alternate' is supported, got {mix!r}")
-        datasets = [_read_data(d) for d in data]
-        config = TrainConfig(
-            out=str(out), model=ModelArgs(backbone=backbone, embedding=embedding, bnneck=bnneck,
-                                          features_after_bn=features_after_bn),
-            loss=LossConfig(*weights[loss], label_smoothing=label_smoothing),
-            augment=Augment(height=height, width=width, erasing=erasing), epochs=epochs, lr=lr,
-            optimizer=optimizer, schedule=schedule, batch_size=batch_size, p=p, k=k,
-            workers=workers, seed=seed, early_stop=early_stop,
-            init=str(init) if init else None, finetune_lr_factor=finetune_lr_factor,
-            mix_ratio=mix_ratio, joint_head=joint_head)
-        trainer = Trainer(config, datasets)
-        if pretrained is not None:
-            if backbone != "resnet50":
-                raise ReidError("--pretrained: only the resnet50 backbone loads ImageNet weights")
-            trainer.model.f.backbone.load_imagenet(pretrained)
-        if resume and trainer.resume():
+        run = load_train_config(config, recipe, _train_overrides(given))
+        if not run.data or not run.out:
+            raise ReidError("give --data and --out (or data: and out: in --config)")
+        trainer = Trainer(run, [_read_data(d) for d in run.data])
+        if trainer.open(resume=resume, overwrite=overwrite):
             console.print(f"resuming after epoch {trainer.start_epoch}")
+        console.print(f"recipe {run.recipe}, {run.model.backbone} at {run.augment.height}x"
+                      f"{run.augment.width}; augmentations: "
+                      f"{', '.join(run.augment.used()) or 'none'}; config in {run.out}/config.yaml")
         columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                    TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.2f} "
                               "{task.fields[rate]:.1f} img/s"))
@@ -315,7 +352,7 @@ def reid_train(
 
             summary = trainer.fit(progress, log)
     console.print(f"best validation CMC area {summary['best_validation_area']:.2f}; "
-                  f"checkpoints in {out}")
+                  f"checkpoints in {run.out}")
 
 
 @reid_app.command("eval")

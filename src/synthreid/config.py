@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,7 @@ CUBEMAP_FACES = ("px", "nx", "py", "ny", "pz", "nz")  # +x, -x, +y, -y, +z (up),
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 Interval = tuple[float, float]
+M = TypeVar("M", bound=BaseModel)
 
 
 def _ordered(value: Interval) -> Interval:
@@ -236,21 +237,27 @@ class GenerationConfig(Strict):
         return self
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected YAML)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -271,13 +278,13 @@ def _raw_config(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> tuple[d
         path = Path(name_or_path)
         if not path.exists():
             raise ConfigError(f"{path}: no such preset or file (presets: {', '.join(PRESET_NAMES)})")
-        data, source = _read_yaml(path), path
+        data, source = read_yaml(path), path
     parent = data.pop("extends", None)
     if parent is not None:
         if isinstance(source, Path) and str(parent) not in PRESET_NAMES:
             parent = source.parent / str(parent)
         base, _ = _raw_config(parent, seen + (key,))
-        data = _deep_merge(base, data)
+        data = deep_merge(base, data)
     return data, source
 
 
@@ -288,8 +295,13 @@ def load_config(name_or_path: str | Path) -> GenerationConfig:
 
 
 def config_from_dict(data: dict[str, Any], source: object = "config") -> GenerationConfig:
+    return validate_model(GenerationConfig, data, source)
+
+
+def validate_model(model: type[M], data: dict[str, Any], source: object = "config") -> M:
+    """Build a typed config; the first bad field becomes one ConfigError line naming it."""
     try:
-        return GenerationConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"

@@ -19,10 +19,9 @@ from synthreid.farm.db import connect
 from synthreid.farm.export import export_run
 from synthreid.farm.plan import plan_run
 from synthreid.farm.supervisor import render_run
-from synthreid.reid.data import Augment
+from synthreid.reid.config import load_train_config
 from synthreid.reid.features import dataset_features
-from synthreid.reid.model import ModelArgs
-from synthreid.reid.train import TrainConfig, Trainer
+from synthreid.reid.train import Trainer
 
 
 @dataclass
@@ -58,12 +57,13 @@ def run_demo(out: str | Path, preset: str = "IV", characters: int = 40, images: 
     dataset = read_dataset("synthetic", dataset_dir)
 
     say(f"4/4 training a re-id model ({epochs} epochs) and evaluating on the test ids")
-    train = TrainConfig(out=str(out / "reid"), model=ModelArgs(embedding=128),
-                        augment=Augment(height=128, width=64, pad=6), epochs=epochs, lr=0.05,
-                        warmup_epochs=1, milestones=(max(epochs - 2, 1),), batch_size=32,
-                        workers=0, validation_repeats=5, seed=seed)
+    train = load_train_config(recipe="modern", overrides=dict(
+        data=[f"synthetic:{dataset_dir}"], out=str(out / "reid"), model={"embedding": 128},
+        augment={"height": 128, "width": 64, "pad": 6}, epochs=epochs, lr=0.05,
+        warmup_epochs=1, milestones=[max(epochs - 2, 1)], batch_size=32, workers=0,
+        validation_repeats=5, seed=seed))
     trainer = Trainer(train, [dataset])
-    trainer.resume()
+    trainer.open(resume=True)  # a demo run again continues (or reuses) its own training
     trainer.fit(log=lambda s: say(f"   epoch {s['epoch']}: loss {s['loss']:.3f}, validation CMC "
                                   f"area {s['validation_area']:.2f}"))
     arrays = dataset_features(str(out / "reid" / "best.pt"), dataset)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
+from synthreid import atomic
 from synthreid.errors import ReidError
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def read_torch_file(path: str | Path, what: str):
@@ -43,6 +42,16 @@ def model_from_checkpoint(path: str | Path, device: torch.device | None = None):
     from synthreid.reid.model import ModelArgs, ReidModel
 
     state = load_checkpoint(path)
-    model = ReidModel(ModelArgs(**state["model_args"]), state["classes"])
-    model.load_state_dict(state["model"])
+    try:
+        args = ModelArgs(**state["model_args"])
+    except (ValidationError, TypeError) as error:
+        problem = error.errors()[0] if isinstance(error, ValidationError) else {"loc": ("?",)}
+        field = ".".join(str(part) for part in problem["loc"])
+        raise ReidError(f"{path}: model argument {field!r} is not one this version knows or "
+                        f"accepts (a checkpoint of another synthreid version?)") from None
+    model = ReidModel(args, state["classes"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise ReidError(f"{path}: its weights do not fit the model its arguments describe") from None
     return model.to(device or torch.device("cpu")).eval()

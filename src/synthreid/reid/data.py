@@ -7,28 +7,55 @@ uninterrupted run saw, whatever the number of loader workers.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageFilter
+from pydantic import Field
 from torch.utils.data import Dataset, Sampler
 
+from synthreid.config import Interval, Strict
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import ReidError
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+INPUT_SIZE = {"inception": (144, 56), "resnet50": (256, 128)}  # Open-ReID's sizes per backbone
 
 
-@dataclass(frozen=True)
-class Augment:
-    height: int = 256
-    width: int = 128
+class ColourJitter(Strict):
+    """Factors drawn uniformly in [1 - x, 1 + x] (hue: a shift in [-x, x] of the full circle)."""
+
+    brightness: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)
+    hue: float = Field(0.0, ge=0, le=0.5)
+
+
+class Augment(Strict):
+    height: int | None = Field(None, ge=8)  # None: the backbone's size (INPUT_SIZE)
+    width: int | None = Field(None, ge=8)
+    crop: Literal["pad", "rect", "none"] = "pad"  # rect: Open-ReID's RandomSizedRectCrop
+    pad: int = Field(10, ge=0)  # crop "pad": zero padding, then a random crop back
     flip: bool = True
-    pad: int = 10
-    erasing: float = 0.0  # probability of random erasing
+    colour_jitter: ColourJitter = ColourJitter()
+    grayscale: float = Field(0.0, ge=0, le=1)  # probability
+    blur: float = Field(0.0, ge=0, le=1)  # probability of a Gaussian blur
+    blur_sigma: Interval = (0.1, 2.0)  # pixels
+    erasing: float = Field(0.0, ge=0, le=1)  # probability of random erasing
+
+    def used(self) -> list[str]:
+        """The augmentations this config applies, by name (for logs and reports)."""
+        names = {"pad": "pad-crop", "rect": "rect-crop"}.get(self.crop, [])
+        names = [names] if names and not (self.crop == "pad" and self.pad == 0) else []
+        names += ["flip"] if self.flip else []
+        names += [f"{k}-jitter" for k, v in self.colour_jitter.model_dump().items() if v]
+        for name in ("grayscale", "blur", "erasing"):
+            names += [name] if getattr(self, name) else []
+        return names
 
 
 def load_resized(path, height: int, width: int) -> np.ndarray:
@@ -41,22 +68,65 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return (tensor - MEAN) / STD
 
 
-def augment(pixels: np.ndarray, rng: np.random.Generator, options: Augment) -> torch.Tensor:
+def random_sized_rect_crop(image: Image.Image, rng: np.random.Generator, height: int,
+                           width: int) -> Image.Image:
+    """Open-ReID's RandomSizedRectCrop: 64-100% of the area at an aspect (h/w) of 2-3, resized;
+    after 10 failed tries, the whole image resized."""
+    for _ in range(10):
+        area = image.width * image.height * rng.uniform(0.64, 1.0)
+        aspect = rng.uniform(2, 3)
+        h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if w <= image.width and h <= image.height:
+            left = int(rng.integers(0, image.width - w + 1))
+            top = int(rng.integers(0, image.height - h + 1))
+            return image.crop((left, top, left + w, top + h)).resize((width, height),
+                                                                    Image.BILINEAR)
+    return image.resize((width, height), Image.BILINEAR)
+
+
+def _jitter(image: Image.Image, rng: np.random.Generator, jitter: ColourJitter) -> Image.Image:
+    for amount, enhancer in ((jitter.brightness, ImageEnhance.Brightness),
+                             (jitter.contrast, ImageEnhance.Contrast),
+                             (jitter.saturation, ImageEnhance.Color)):
+        if amount:
+            image = enhancer(image).enhance(rng.uniform(1 - amount, 1 + amount))
+    if jitter.hue:
+        hsv = np.array(image.convert("HSV"))
+        shift = int(round(rng.uniform(-jitter.hue, jitter.hue) * 255))
+        hsv[..., 0] = (hsv[..., 0].astype(np.int16) + shift) % 256
+        image = Image.fromarray(hsv, "HSV").convert("RGB")
+    return image
+
+
+def augment(image: Image.Image, rng: np.random.Generator, options: Augment) -> torch.Tensor:
+    """One training view of an image. Every draw comes from `rng`, seeded per sample and epoch."""
+    height, width = options.height, options.width
+    image = image.convert("RGB")
+    if options.crop == "rect":
+        image = random_sized_rect_crop(image, rng, height, width)
+    else:
+        image = image.resize((width, height), Image.BILINEAR)
     if options.flip and rng.random() < 0.5:
-        pixels = pixels[:, ::-1]
-    if options.pad:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = _jitter(image, rng, options.colour_jitter)
+    if options.grayscale and rng.random() < options.grayscale:
+        image = image.convert("L").convert("RGB")
+    if options.blur and rng.random() < options.blur:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(*options.blur_sigma)))
+    pixels = np.asarray(image)
+    if options.crop == "pad" and options.pad:
         p = options.pad
         padded = np.pad(pixels, ((p, p), (p, p), (0, 0)))
         top, left = rng.integers(0, 2 * p + 1, 2)
-        pixels = padded[top:top + options.height, left:left + options.width]
+        pixels = padded[top:top + height, left:left + width]
     tensor = to_tensor(pixels)
     if options.erasing and rng.random() < options.erasing:
-        area = options.height * options.width * rng.uniform(0.02, 0.4)
+        area = height * width * rng.uniform(0.02, 0.4)
         aspect = np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
-        h = min(int(round(np.sqrt(area * aspect))), options.height)
-        w = min(int(round(np.sqrt(area / aspect))), options.width)
-        top = rng.integers(0, options.height - h + 1)
-        left = rng.integers(0, options.width - w + 1)
+        h = min(int(round(np.sqrt(area * aspect))), height)
+        w = min(int(round(np.sqrt(area / aspect))), width)
+        top = rng.integers(0, height - h + 1)
+        left = rng.integers(0, width - w + 1)
         tensor[:, top:top + h, left:left + w] = torch.from_numpy(
             rng.normal(size=(3, h, w)).astype(np.float32))
     return tensor
@@ -74,8 +144,8 @@ class TrainImages(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, seed = item
         record = self.records[index]
-        pixels = load_resized(record.path, self.options.height, self.options.width)
-        return augment(pixels, np.random.default_rng(seed), self.options), record.pid
+        with Image.open(record.path) as image:
+            return augment(image, np.random.default_rng(seed), self.options), record.pid
 
 
 class EvalImages(Dataset):
@@ -90,40 +160,57 @@ class EvalImages(Dataset):
 
 
 class EpochSampler(Sampler):
-    """Base: an order of (index, augmentation seed) fixed by (seed, epoch)."""
+    """Base: batches of (index, augmentation seed) fixed by (seed, epoch). Under distributed
+    training, rank r of W takes batches r, r + W, ... (the same count on every rank), so each
+    rank decodes only its own share and the augmentation of a sample does not depend on W."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed, self.epoch = seed, 0
+    def __init__(self, seed: int, batch: int) -> None:
+        self.seed, self.batch, self.epoch = seed, batch, 0
+        self.rank, self.world = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _rng(self) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch])
+    def shard(self, rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
 
-    def _with_seeds(self, order: list[int], rng: np.random.Generator):
-        seeds = rng.integers(0, 2**31 - 1, len(order))
-        return iter(list(zip((int(i) for i in order), (int(s) for s in seeds))))
+    def batches(self) -> int:
+        """Batches of the whole epoch, all ranks together."""
+        raise NotImplementedError
+
+    def _order(self, rng: np.random.Generator) -> list[int]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.batches() // self.world * self.batch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = self._order(rng)
+        count = min(len(order) // self.batch, self.batches())  # full batches this epoch
+        seeds = rng.integers(0, 2**31 - 1, count * self.batch)
+        mine = list(range(self.rank, count, self.world))[:count // self.world]
+        return iter([(int(order[i]), int(seeds[i])) for b in mine
+                     for i in range(b * self.batch, (b + 1) * self.batch)])
 
 
 class ShuffleSampler(EpochSampler):
     def __init__(self, size: int, batch: int, seed: int) -> None:
-        super().__init__(seed)
-        self.size, self.batch = size, batch
+        super().__init__(seed, batch)
+        self.size = size
 
-    def __len__(self) -> int:
-        return self.size // self.batch * self.batch
+    def batches(self) -> int:
+        return self.size // self.batch
 
-    def __iter__(self):
-        rng = self._rng()
-        return self._with_seeds(rng.permutation(self.size)[:len(self)].tolist(), rng)
+    def _order(self, rng: np.random.Generator) -> list[int]:
+        return rng.permutation(self.size).tolist()
 
 
 class IdentitySampler(EpochSampler):
     """P x K: batches of P identities with K images each (repeating images of small ids)."""
 
     def __init__(self, labels: list[int], p: int, k: int, seed: int) -> None:
-        super().__init__(seed)
+        super().__init__(seed, p * k)
         if p < 2 or k < 1:
             raise ReidError(f"P x K sampler: need P >= 2 and K >= 1, got P={p}, K={k}")
         self.by_id: dict[int, list[int]] = defaultdict(list)
@@ -135,11 +222,10 @@ class IdentitySampler(EpochSampler):
         self.p, self.k = p, k
         self.batches_per_epoch = sum(max(len(v) // k, 1) for v in self.by_id.values()) // p
 
-    def __len__(self) -> int:
-        return self.batches_per_epoch * self.p * self.k
+    def batches(self) -> int:
+        return self.batches_per_epoch
 
-    def __iter__(self):
-        rng = self._rng()
+    def _order(self, rng: np.random.Generator) -> list[int]:
         chunks = []
         for label in sorted(self.by_id):
             images = list(rng.permutation(self.by_id[label]))
@@ -158,4 +244,4 @@ class IdentitySampler(EpochSampler):
                 pending = []
             if len(batches) == self.batches_per_epoch:
                 break
-        return self._with_seeds([i for batch in batches for i in batch], rng)
+        return [i for batch in batches for i in batch]

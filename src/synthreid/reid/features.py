@@ -20,9 +20,9 @@ def extract_features(model, records: list[ImageRecord], height: int, width: int,
     chunks = []
     for images in loader:
         images = images.to(device)
-        chunks.append(model.f.embed(images).float().cpu())
+        chunks.append(model.embed(images).float().cpu())
     model.train(was_training)
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, model.f.dim), np.float32)
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
 
 
 def dataset_features(checkpoint: str, dataset, device: torch.device | None = None,

@@ -1,14 +1,14 @@
-"""Losses: softmax cross entropy (label smoothing by default, as in the thesis), batch-hard
-triplet (Hermans et al. 2017), or both summed with weights. One place for all of them."""
+"""Losses: softmax cross entropy (with label smoothing in the modern recipe; the thesis and
+Open-ReID used plain cross entropy), batch-hard triplet (Hermans et al. 2017), or both summed
+with weights. One place for all of them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from pydantic import Field, model_validator
 from torch.nn import functional as F
 
-from synthreid.errors import ReidError
+from synthreid.config import Strict
 
 
 def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
@@ -20,18 +20,17 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: flo
     return F.relu(hardest_positive - hardest_negative + margin).mean()
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    softmax_weight: float = 1.0
-    triplet_weight: float = 0.0
-    label_smoothing: float = 0.1
-    margin: float = 0.3
+class LossConfig(Strict):
+    softmax_weight: float = Field(1.0, ge=0)
+    triplet_weight: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    margin: float = Field(0.3, ge=0)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _some_loss(self) -> LossConfig:
         if self.softmax_weight <= 0 and self.triplet_weight <= 0:
-            raise ReidError("loss: give softmax and/or triplet a positive weight")
-        if not 0 <= self.label_smoothing < 1:
-            raise ReidError(f"loss: label smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise ValueError("give softmax and/or triplet a positive weight")
+        return self
 
     def __call__(self, features: torch.Tensor, logits: torch.Tensor,
                  labels: torch.Tensor) -> torch.Tensor:

@@ -1,71 +1,41 @@
 """Training, validation, finetuning and mixed training of re-id models (thesis 2.3).
 
-After each epoch the validation score (the area under the thesis-protocol CMC on the validation
-ids) is logged and the best epoch kept as `best.pt`; every epoch is checkpointed as `last.pt`
-with optimizer, schedule and RNG state, so `resume` continues a killed run where it stopped.
+After each epoch the validation score (the area under the thesis-protocol CMC on held-out ids)
+is logged and the best epoch kept as `best.pt`; every epoch is checkpointed as `last.pt` with
+optimizer and RNG state, so a resume continues a killed run where it stopped. The run folder
+holds the resolved `config.yaml`; it is never overwritten silently, and a resume must match it.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from synthreid import atomic
 from synthreid.datasets import ReidDataset, relabel
 from synthreid.datasets.records import ImageRecord
-from synthreid.errors import ReidError
+from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
 from synthreid.reid.checkpoint import load_checkpoint, save_checkpoint
-from synthreid.reid.data import Augment, IdentitySampler, ShuffleSampler, TrainImages
+from synthreid.reid.config import (
+    TrainConfig, differing_fields, dump_train_config, read_saved_config,
+)
+from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
 from synthreid.reid.features import extract_features
-from synthreid.reid.losses import LossConfig
-from synthreid.reid.model import ModelArgs, ReidModel
+from synthreid.reid.model import ReidModel
 
-
-@dataclass
-class TrainConfig:
-    out: str
-    model: ModelArgs = field(default_factory=ModelArgs)
-    loss: LossConfig = field(default_factory=LossConfig)
-    augment: Augment = field(default_factory=Augment)
-    epochs: int = 60
-    optimizer: str = "sgd"  # or "adam"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 2
-    schedule: str = "step"  # or "cosine"
-    milestones: tuple[int, ...] = (40,)
-    gamma: float = 0.1
-    batch_size: int = 64  # softmax only: random batches of this size
-    p: int = 16  # P x K batches whenever the triplet loss is on
-    k: int = 4
-    workers: int = 2
-    seed: int = 0
-    validation_ids: int = 100
-    validation_repeats: int = 10
-    early_stop: int = 0  # epochs without a better validation score; 0: never stop early
-    init: str | None = None  # finetuning: load f from this checkpoint, fresh classifiers
-    finetune_lr_factor: float = 0.1  # f's learning rate is this times the base rate
-    mix_ratio: int = 1  # with two datasets: batches of the first per batch of the second
-    joint_head: bool = False  # with two datasets: one classifier over both id sets
-
-
-def _validate(config: TrainConfig) -> None:
-    if config.optimizer not in ("sgd", "adam"):
-        raise ReidError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
-    if config.schedule not in ("step", "cosine"):
-        raise ReidError(f"schedule must be 'step' or 'cosine', got {config.schedule!r}")
-    if config.epochs < 1 or config.lr <= 0 or config.mix_ratio < 1:
-        raise ReidError("epochs and mix ratio must be >= 1 and the learning rate > 0")
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "log.csv", "tensorboard")
 
 
 def split_validation(dataset: ReidDataset, count: int,
@@ -86,23 +56,26 @@ def split_validation(dataset: ReidDataset, count: int,
 
 @dataclass
 class Source:
-    """One training dataset, relabelled, with its loader and classifier head."""
+    """One training dataset: relabelled training images, held-out validation images, the
+    loader of this rank's share and its classifier head."""
 
     name: str
     records: list[ImageRecord]
+    validation: list[ImageRecord]
+    distractor_ids: tuple[int, ...]
     loader: DataLoader
     head: str
 
 
-def _loader(records: list[ImageRecord], config: TrainConfig, seed: int) -> DataLoader:
+def _loader(records: list[ImageRecord], config: TrainConfig, seed: int, rank: int,
+            world: int) -> DataLoader:
     if config.loss.triplet_weight > 0:
         sampler = IdentitySampler([r.pid for r in records], config.p, config.k, seed)
-        batch = config.p * config.k
     else:
-        batch = min(config.batch_size, len(records))
-        sampler = ShuffleSampler(len(records), batch, seed)
-    return DataLoader(TrainImages(records, config.augment), batch_size=batch, sampler=sampler,
-                      num_workers=config.workers, drop_last=True,
+        sampler = ShuffleSampler(len(records), min(config.batch_size, len(records)), seed)
+    sampler.shard(rank, world)
+    return DataLoader(TrainImages(records, config.augment), batch_size=sampler.batch,
+                      sampler=sampler, num_workers=config.workers, drop_last=True,
                       persistent_workers=config.workers > 0, pin_memory=torch.cuda.is_available())
 
 
@@ -117,19 +90,22 @@ def _lr_factor(config: TrainConfig, epoch: int) -> float:
 
 class Trainer:
     def __init__(self, config: TrainConfig, datasets: list[ReidDataset]) -> None:
-        _validate(config)
         if not 1 <= len(datasets) <= 2:
             raise ReidError("train on one dataset, or mix exactly two")
+        if config.out is None:
+            raise ReidError("out: a run folder is needed")
+        if config.select_on >= len(datasets):
+            raise ReidError(f"select_on: {config.select_on} names no dataset of {len(datasets)}")
         self.config = config
         self.out = Path(config.out)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.distributed = self.world > 1
         self.rank = int(os.environ.get("RANK", "0"))
         if self.distributed and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         torch.manual_seed(config.seed)
         self.sources: list[Source] = []
-        validation: list[ImageRecord] = []
         offset = 0
         for i, dataset in enumerate(datasets):
             train, held = split_validation(dataset, config.validation_ids, config.seed)
@@ -137,17 +113,17 @@ class Trainer:
             if config.joint_head:  # one id space: the second dataset's labels follow the first's
                 train = [ImageRecord(r.path, r.pid + offset, r.camid, r.split) for r in train]
                 offset += len({r.pid for r in train})
-            if i == 0:
-                validation = held
             head = "joint" if config.joint_head else f"d{i}"
-            self.sources.append(Source(dataset.name, train, _loader(train, config, config.seed + i),
-                                       head))
-        self.validation = validation
+            loader = _loader(train, config, config.seed + i, self.rank, self.world)
+            self.sources.append(Source(dataset.name, train, held, dataset.distractor_ids,
+                                       loader, head))
         classes: dict[str, int] = {}
         for source in self.sources:
             classes[source.head] = max(classes.get(source.head, 0),
                                        max(r.pid for r in source.records) + 1)
         self.model = ReidModel(config.model, classes).to(self.device)
+        if config.pretrained:
+            self.model.f.backbone.load_imagenet(config.pretrained)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.start_epoch, self.best, self.history = 0, -1.0, []
@@ -157,25 +133,57 @@ class Trainer:
                                           loaded["model"].items() if k.startswith("f.")})
         self.optimizer = self._optimizer()
         self.net = self.model
-        if self.distributed:
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+        if self.distributed:  # separate heads: each step leaves the other head unused
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, find_unused_parameters=len(classes) > 1)
+        self.opened = False
 
     def _optimizer(self) -> torch.optim.Optimizer:
         config = self.config
         f_rate = config.lr * (config.finetune_lr_factor if config.init else 1.0)
+        head_params = list(self.model.g.parameters())
         groups = [{"params": [p for p in self.model.f.parameters() if p.requires_grad],
                    "lr": f_rate, "base_lr": f_rate},
-                  {"params": list(self.model.g.parameters()), "lr": config.lr,
-                   "base_lr": config.lr}]
+                  {"params": head_params, "lr": config.lr, "base_lr": config.lr}]
         if config.optimizer == "adam":
             return torch.optim.Adam(groups, weight_decay=config.weight_decay)
         return torch.optim.SGD(groups, momentum=config.momentum,
-                               weight_decay=config.weight_decay, nesterov=True)
+                               weight_decay=config.weight_decay,
+                               nesterov=config.nesterov and config.momentum > 0)
 
-    def resume(self) -> bool:
+    def open(self, resume: bool = False, overwrite: bool = False) -> bool:
+        """Claim the run folder: refuse one that holds a run unless resuming (with the same
+        settings) or overwriting. Returns True when a checkpoint was resumed."""
+        existing = [name for name in RUN_FILES if (self.out / name).exists()]
+        self._barrier()  # every rank looks before rank 0 writes
+        resumed = False
+        if existing and resume:
+            saved = self.out / "config.yaml"
+            if not saved.exists():
+                raise ReidError(f"{self.out}: holds a run without config.yaml, so a resume cannot "
+                                f"be checked; use --overwrite to start it again")
+            differ = differing_fields(read_saved_config(saved), self.config)
+            if differ:
+                raise ReidError(f"{self.out}: --resume with settings other than the saved run's "
+                                f"({saved.name}): {', '.join(differ)}")
+            resumed = self._load_last()
+        elif existing and not overwrite:
+            raise ReidError(f"{self.out}: holds a run ({', '.join(existing)}); pass --resume to "
+                            f"continue it or --overwrite to replace it")
+        elif existing and self.rank == 0:
+            for name in existing:
+                target = self.out / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if self.rank == 0:
+            atomic.write_text(self.out / "config.yaml", dump_train_config(self.config))
+        self._barrier()
+        self.opened = True
+        return resumed
+
+    def _load_last(self) -> bool:
         path = self.out / "last.pt"
         if not path.exists():
-            return False
+            return False  # killed before its first epoch ended: nothing to resume
         state = load_checkpoint(path, expect_backbone=self.config.model.backbone)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -184,27 +192,29 @@ class Trainer:
         self.history = state["history"]
         return True
 
+    def resume(self) -> bool:
+        return self.open(resume=True)
+
+    def _barrier(self) -> None:
+        if self.distributed:
+            torch.distributed.barrier()
+
     def _batches(self, epoch: int):
-        """Batches of all sources: `mix_ratio` of the first per one of the second. Under
-        DistributedDataParallel, rank r takes batch r of every complete group of world-size
-        batches, so every rank steps the same number of times."""
+        """This rank's batches of all sources: `mix_ratio` of the first per one of the second.
+        Every rank holds the same number of batches of each source (the samplers shard whole
+        batches), so all ranks step together, through the same heads."""
         iterators = []
         for source in self.sources:
             source.loader.sampler.set_epoch(epoch)
             iterators.append(iter(source.loader))
         pattern = [0] * self.config.mix_ratio + [1] if len(iterators) == 2 else [0]
-        world = int(os.environ.get("WORLD_SIZE", "1")) if self.distributed else 1
-        group = []
         for step in itertools.count():
             index = pattern[step % len(pattern)]
             try:
                 images, labels = next(iterators[index])
             except StopIteration:
                 return
-            group.append((self.sources[index].head, images, labels))
-            if len(group) == world:
-                yield group[self.rank]
-                group = []
+            yield self.sources[index].head, images, labels
 
     def train_epoch(self, epoch: int, progress=None) -> dict:
         self.model.train()
@@ -213,7 +223,7 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         total, correct, seen, started = 0.0, 0, 0, time.perf_counter()
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        for head, images, labels in self._batches(epoch):
+        for step, (head, images, labels) in enumerate(self._batches(epoch)):
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             if self.device.type == "cuda":
@@ -221,10 +231,15 @@ class Trainer:
             with autocast:
                 features, logits = self.net(images, head)
                 loss = self.config.loss(features, logits, labels)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ReidError(f"epoch {epoch}, step {step}: the loss is {value}; training "
+                                f"diverged (try a lower learning rate); {self.out / 'last.pt'} "
+                                f"holds the last finished epoch")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += loss.item() * len(labels)
+            total += value * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
             if progress is not None:
@@ -234,71 +249,91 @@ class Trainer:
         return {"loss": total / seen, "accuracy": correct / seen,
                 "images_per_s": seen / (time.perf_counter() - started)}
 
-    def validate(self) -> protocols.CMCResult:
-        features = extract_features(self.model, self.validation, self.config.augment.height,
-                                    self.config.augment.width, self.device)
-        ids = np.array([r.pid for r in self.validation])
-        cams = np.array([r.camid for r in self.validation])
-        identities = min(self.config.validation_ids, len(set(ids.tolist())))
-        return protocols.thesis(features, ids, cams, identities=identities,
-                                repeats=self.config.validation_repeats, seed=self.config.seed,
-                                device=self.device)
+    def validate(self) -> list[protocols.CMCResult]:
+        """The thesis-protocol CMC on each training set's held-out ids."""
+        results = []
+        for source in self.sources:
+            features = extract_features(self.model, source.validation, self.config.augment.height,
+                                        self.config.augment.width, self.device)
+            ids = np.array([r.pid for r in source.validation])
+            cams = np.array([r.camid for r in source.validation])
+            people = len(set(ids[~np.isin(ids, source.distractor_ids)].tolist()))
+            try:
+                results.append(protocols.thesis(
+                    features, ids, cams, identities=min(self.config.validation_ids, people),
+                    repeats=self.config.validation_repeats, seed=self.config.seed,
+                    ignore_ids=source.distractor_ids, device=self.device))
+            except EvaluationError as error:
+                raise ReidError(f"validation on {source.name}: {error}") from None
+        return results
 
     def fit(self, progress=None, log=None) -> dict:
-        self.out.mkdir(parents=True, exist_ok=True)
+        """Train to the last epoch (or an early stop). Claims the run folder first unless
+        `open()` was called."""
+        if not self.opened:
+            self.open()
         stale = 0
         writer = _tensorboard(self.out) if self.rank == 0 else None
+        epoch = self.start_epoch - 1
         for epoch in range(self.start_epoch, self.config.epochs):
             stats = self.train_epoch(epoch, progress)
-            if self.rank != 0:
-                continue
-            score = self.validate()
-            stats.update(epoch=epoch, validation_area=score.area, validation_rank1=score.rank(1))
-            self.history.append(stats)
-            improved = score.area > self.best
-            if improved:
-                self.best, stale = score.area, 0
-            else:
-                stale += 1
-            self._save(epoch, improved)
-            _write_csv(self.out / "log.csv", self.history)
-            if writer is not None:
-                for key, value in stats.items():
-                    if key != "epoch":
-                        writer.add_scalar(key, value, epoch)
-                writer.flush()
-            if log is not None:
-                log(stats)
-            if self.config.early_stop and stale >= self.config.early_stop:
+            stop = False
+            if self.rank == 0:
+                stale = 0 if self._end_epoch(epoch, stats, writer, log) else stale + 1
+                stop = bool(self.config.early_stop) and stale >= self.config.early_stop
+            if self._broadcast_stop(stop):
                 break
-        return {"best_validation_area": self.best, "epochs": len(self.history)}
+        return {"best_validation_area": self.best, "epochs": epoch + 1}
+
+    def _end_epoch(self, epoch: int, stats: dict, writer, log) -> bool:
+        scores = self.validate()
+        chosen = scores[self.config.select_on]
+        stats.update(epoch=epoch, validation_area=chosen.area, validation_rank1=chosen.rank(1))
+        if len(scores) > 1:
+            for source, score in zip(self.sources, scores):
+                stats[f"validation_area_{source.head}"] = score.area
+        improved = chosen.area > self.best
+        stats["improved"] = improved
+        self.history.append(stats)
+        if improved:
+            self.best = chosen.area
+        self._save(epoch, improved)
+        _write_csv(self.out / "log.csv", self.history)
+        if writer is not None:
+            for key, value in stats.items():
+                if key not in ("epoch", "improved"):
+                    writer.add_scalar(key, value, epoch)
+            writer.flush()
+        if log is not None:
+            log(stats)
+        return improved
+
+    def _broadcast_stop(self, stop: bool) -> bool:
+        """Rank 0 decides an early stop; every rank learns it, so none waits for the others."""
+        if not self.distributed:
+            return stop
+        flag = torch.tensor([int(stop)], device=self.device if self.device.type == "cuda"
+                            else "cpu")
+        torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _save(self, epoch: int, best: bool) -> None:
         state = {"model": self.model.state_dict(), **self.model.describe(),
                  "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                  "epoch": epoch, "best_score": self.best, "history": self.history,
-                 "train_config": _plain(asdict(self.config))}
+                 "train_config": self.config.model_dump(mode="json"),
+                 "augmentations": self.config.augment.used()}
         save_checkpoint(state, self.out / "last.pt")
         if best:
             save_checkpoint(state, self.out / "best.pt")
 
 
-def _plain(value):
-    """Config values as the plain types `weights_only` loading accepts."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _write_csv(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    tmp.replace(path)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for h in history for k in h)))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic.write_text(path, out.getvalue())
 
 
 def _tensorboard(out: Path):
