@@ -315,55 +315,97 @@ def test_resnet50_loads_torchvision_named_weights(tmp_path):
 def test_reid_commands_train_evaluate_and_save_features(shapes, tmp_path):
     runner = CliRunner()
     root = str(shapes.root)
-    result = runner.invoke(app, ["reid", "train", "--data", f"synthetic:{root}", "--out",
-                                 str(tmp_path / "cli"), "--epochs", "2", "--height", "32",
-                                 "--width", "16", "--embedding", "64", "--workers", "0",
-                                 "--batch-size", "32"])
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(f"data: ['synthetic:{root}']\nout: {tmp_path / 'cli'}\nepochs: 2\n"
+                        "model: {embedding: 64}\naugment: {height: 32, width: 16, pad: 2}\n"
+                        "batch_size: 32\nworkers: 0\nlr: 0.02\n")
+    train = ["reid", "train", "--config", str(run_yaml), "--lr", "0.05", "--grayscale", "0.1"]
+    result = runner.invoke(app, train)
     assert result.exit_code == 0, result.output
+    assert "augmentations: pad-crop, flip, grayscale" in result.output
+    saved = read_saved_config(tmp_path / "cli" / "config.yaml")
+    assert saved.lr == 0.05 and saved.epochs == 2 and saved.model.embedding == 64  # flag wins
+    again = runner.invoke(app, train)
+    assert again.exit_code == 2 and "holds a run" in again.output
+    other = runner.invoke(app, [*train, "--resume", "--epochs", "3"])
+    assert other.exit_code == 2 and "settings other than the saved run's" in other.output
+    assert "epochs" in other.output
+    assert runner.invoke(app, [*train, "--resume"]).exit_code == 0
     model = str(tmp_path / "cli" / "best.pt")
     evaluated = runner.invoke(app, ["reid", "eval", "--model", model, "--data",
                                     f"synthetic:{root}", "--protocol", "market", "--out",
                                     str(tmp_path / "report")])
     assert evaluated.exit_code == 0, evaluated.output
     assert "mAP" in evaluated.output and (tmp_path / "report" / "cmc.png").exists()
-    saved = runner.invoke(app, ["reid", "features", "--model", model, "--data",
-                                f"synthetic:{root}", "--out", str(tmp_path / "f.npz")])
-    assert saved.exit_code == 0, saved.output
-    again = runner.invoke(app, ["eval", "--features", str(tmp_path / "f.npz")])
-    assert again.exit_code == 0 and "mAP" in again.output
+    features = runner.invoke(app, ["reid", "features", "--model", model, "--data",
+                                   f"synthetic:{root}", "--out", str(tmp_path / "f.npz")])
+    assert features.exit_code == 0, features.output
+    assert np.load(tmp_path / "f.npz")["ignore_ids"].tolist() == [0]  # Market's distractors
+    evaluated = runner.invoke(app, ["eval", "--features", str(tmp_path / "f.npz")])
+    assert evaluated.exit_code == 0 and "mAP" in evaluated.output
     bad = runner.invoke(app, ["reid", "train", "--data", "nowhere", "--out", str(tmp_path / "z")])
     assert bad.exit_code == 2 and "LAYOUT:ROOT" in bad.output
 
 
-def test_distributed_training_keeps_ranks_in_step(shapes, tmp_path):
-    """torchrun with two CPU processes (gloo): both ranks take the same number of steps and end
-    with identical weights."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "ddp.py"
-    script.write_text(f"""
-import os, torch
-from synthreid.datasets import read_dataset
-from synthreid.reid.data import Augment
+DDP_SCRIPT = """
+import os, sys, torch
+from synthreid.datasets import IdSplit, read_dataset
+from synthreid.evaluate.protocols import CMCResult
 from synthreid.reid.config import TrainConfig
+from synthreid.reid.data import Augment
 from synthreid.reid.model import ModelArgs
 from synthreid.reid.train import Trainer
 torch.set_num_threads(1)
-config = TrainConfig(out={str(tmp_path / "ddp")!r}, model=ModelArgs(embedding=32),
-                     augment=Augment(height=32, width=16, pad=2), epochs=1, batch_size=16,
-                     workers=0, validation_repeats=1, warmup_epochs=0)
-trainer = Trainer(config, [read_dataset("synthetic", {str(shapes.root)!r})])
-trainer.fit()
+shapes, other, out = sys.argv[1:4]
+config = TrainConfig(out=out, model=ModelArgs(embedding=32), epochs=4, batch_size=8,
+                     augment=Augment(height=32, width=16, pad=2), workers=0,
+                     validation_repeats=1, warmup_epochs=0, mix_ratio=1, early_stop=1)
+datasets = [read_dataset("synthetic", shapes),
+            read_dataset("folders", other, split=IdSplit(count=5, seed=0))]
+trainer = Trainer(config, datasets)
+seen = {"d0": 0, "d1": 0}
+batches = trainer._batches
+def counting(epoch):
+    for head, images, labels in batches(epoch):
+        seen[head] += len(labels)
+        yield head, images, labels
+trainer._batches = counting
+# Rank 0's validation gets worse after the first epoch: early stopping must stop every rank.
+scores = iter([5.0, 4.0, 3.0, 2.0])
+trainer.validate = lambda: [CMCResult(cmc=torch.zeros(10).numpy() + next(scores) / 10)] * 2
+head = {name: p.detach().clone() for name, p in trainer.model.g.named_parameters()}
+summary = trainer.fit()
 flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
 gathered = [torch.zeros_like(flat) for _ in range(2)]
 torch.distributed.all_gather(gathered, flat)
 assert torch.equal(gathered[0], gathered[1])
-print("rank", os.environ["RANK"], "ok")
-""")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                             "2", "--master-port", "29517", str(script)],
-                            capture_output=True, text=True, timeout=300)
+moved = [name for name, p in trainer.model.g.named_parameters() if not torch.equal(p, head[name])]
+print("rank", os.environ["RANK"], "epochs", summary["epochs"], "images", seen, "heads", moved)
+"""
+
+
+def test_distributed_training_with_two_datasets_keeps_ranks_in_step(shapes, tmp_path):
+    """torchrun with two CPU processes (gloo), mixing two datasets: each rank decodes half of
+    each dataset's batches, both heads train, weights stay identical, and an early stop decided
+    on rank 0 stops both ranks."""
+    import re
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    other = folders_fixture(tmp_path / "other")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc-per-node", "2", str(script), str(shapes.root), str(other),
+                             str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "rank 0 ok" in result.stdout and "rank 1 ok" in result.stdout
+    lines = sorted(re.findall(r"rank (\d) epochs (\d) images (.*) heads (.*)", result.stdout))
+    assert [rank for rank, *_ in lines] == ["0", "1"]
+    # 240 + 80 training images in batches of 8: 30 + 10 batches an epoch, split over 2 ranks;
+    # alternating d0, d1, ..., an epoch ends when the second set's 5 batches a rank run out,
+    # after the 6th of the first set.
+    for _, epochs, images, heads in lines:
+        assert epochs == "2"  # the score fell after epoch 0, so epoch 1 was the last
+        assert images == "{'d0': 96, 'd1': 80}"  # 6 + 5 batches of 8 an epoch, 2 epochs
+        assert heads == "['d0.weight', 'd1.weight']"
     assert (tmp_path / "ddp" / "best.pt").exists()
