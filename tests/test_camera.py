@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from synthreid.scene.camera import camera_positions, sample_unit_directions
+from synthreid.config import load_config
+from synthreid.scene.camera import camera_position, sample_unit_directions
+from synthreid.scene.sampling import sample_character, sample_images
 
 SEGMENTS_DEG = [(0, 90), (60, 90), (30, 45), (80, 85), (10, 70)]
 
@@ -30,10 +32,31 @@ def test_naive_angle_sampling_would_fail_the_same_test():
     assert stats.kstest(np.cos(theta), stats.uniform(0, 1).cdf).pvalue < 1e-6
 
 
-def test_positions_lie_at_radius_from_the_centre():
-    centre = np.array([1.0, -2.0, 0.9])
-    p = camera_positions(np.random.default_rng(0), 5000, centre, 4.5, 0.5, 1.4)
-    np.testing.assert_allclose(np.linalg.norm(p - centre, axis=1), 4.5, rtol=1e-12)
+@pytest.mark.parametrize("theta_deg", [(60, 90), (20, 50)])
+def test_the_renderers_cameras_are_uniform_on_the_preset_segment(theta_deg):
+    # The whole path the renderer takes: a preset, sampled characters and their image specs,
+    # and the position the renderer computes from each spec.
+    config = load_config("IV").model_copy(update={"camera": load_config("IV").camera.model_copy(
+        update={"theta_deg": theta_deg})})
+    target = np.array([0.3, -1.0, 0.9])
+    positions = np.array([
+        camera_position(image.camera, target)
+        for character_id in range(400)
+        for image in sample_images(config, sample_character(config, character_id, 7), 10)])
+    offsets = positions - target
+    radius = config.camera.radius_m
+    np.testing.assert_allclose(np.linalg.norm(offsets, axis=1), radius, rtol=1e-9)
+    z = offsets[:, 2] / radius
+    z_low, z_high = (math.cos(math.radians(t)) for t in reversed(theta_deg))
+    assert stats.kstest(z, stats.uniform(z_low, z_high - z_low).cdf).pvalue > 0.01
+    phi = np.mod(np.arctan2(offsets[:, 1], offsets[:, 0]), 2 * math.pi)
+    assert stats.kstest(phi, stats.uniform(0, 2 * math.pi).cdf).pvalue > 0.01
+    # Power: away from the equator (where cos is nearly linear) the polar angle itself is not
+    # uniform, which a naive sampler's would be.
+    if theta_deg[1] < 80:
+        polar = np.degrees(np.arccos(z))
+        assert stats.kstest(polar, stats.uniform(theta_deg[0], theta_deg[1] - theta_deg[0]).cdf
+                            ).pvalue < 1e-4
 
 
 def test_same_seed_same_cameras_and_bad_arguments():
@@ -42,5 +65,3 @@ def test_same_seed_same_cameras_and_bad_arguments():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         sample_unit_directions(np.random.default_rng(0), 10, 1.0, 0.5)
-    with pytest.raises(ValueError):
-        camera_positions(np.random.default_rng(0), 10, np.zeros(3), 0.0, 0.1, 0.5)

@@ -23,6 +23,7 @@ from synthreid.body.model import COCO17, BodyModel
 from synthreid.config import GenerationConfig
 from synthreid.render.blender_scene import BlenderScene
 from synthreid.render.crop import PinholeCamera, compute_crop
+from synthreid.scene.camera import camera_position
 from synthreid.scene.spec import CharacterSpec, ImageSpec
 
 
@@ -88,7 +89,7 @@ class Renderer:
         low, high = posed.bounds()
         target = (low + high) / 2
         cam = image.camera
-        camera = PinholeCamera(position=target + cam.radius_m * np.array(cam.direction),
+        camera = PinholeCamera(position=camera_position(cam, target),
                                target=target, focal_mm=cam.focal_mm, sensor_mm=cam.sensor_mm)
         crop = compute_crop(camera, points, crop_config.mode, crop_config.height_px,
                             crop_config.margin_px)

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from synthreid.scene.spec import CameraSpec
+
 
 def sample_unit_directions(
     rng: np.random.Generator, count: int, theta1: float, theta2: float
@@ -28,11 +30,7 @@ def sample_unit_directions(
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
-def camera_positions(
-    rng: np.random.Generator, count: int, centre: np.ndarray, radius: float,
-    theta1: float, theta2: float,
-) -> np.ndarray:
-    """Camera centres at distance `radius` from `centre`, uniform on the segment."""
-    if radius <= 0:
-        raise ValueError(f"radius must be > 0, got {radius}")
-    return np.asarray(centre) + radius * sample_unit_directions(rng, count, theta1, theta2)
+def camera_position(camera: CameraSpec, target: np.ndarray) -> np.ndarray:
+    """Where the renderer puts the camera of an image: `radius_m` from the character's centre
+    along the sampled direction."""
+    return np.asarray(target, dtype=float) + camera.radius_m * np.asarray(camera.direction)
