@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from synthreid.config import load_config
 from synthreid.errors import JobError
@@ -129,3 +129,49 @@ def test_a_database_that_is_not_ours(tmp_path):
         connect(f"sqlite:///{path}")
     with pytest.raises(JobError, match="no synthreid tables"):
         connect(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
+
+
+def test_a_stalled_worker_cannot_delete_the_files_of_the_claim_that_completed(db_url, tmp_path):
+    """The interleaving that lost data: A claims attempt 1 and stalls past its lease; the job
+    is quarantined and retried, so B's claim is attempt 1 again; B uploads and completes; A
+    wakes, finds its job lost and removes its own attempt's files."""
+    from synthreid.farm.storage import Storage, attempt_prefix
+    from synthreid.farm.worker import Worker
+
+    engine = planned(db_url, count=1)
+    storage_url = str(tmp_path / "storage")
+    stalled = Worker(db_url, storage_url, name="A")
+    a = queue.claim(engine, "A", lease_s=0.2, max_attempts=1)
+    prefix_a = attempt_prefix(a.run_id, 0, a.attempt, a.token)
+    stalled.storage.put_verified(b"half of A's upload", f"{prefix_a}/000000_000.png")
+    time.sleep(0.5)
+    assert queue.claim(engine, "B", lease_s=60, max_attempts=1) is None  # quarantined
+    assert queue.retry_failed(engine, a.run_id) == 1
+    b = queue.claim(engine, "B", lease_s=60, max_attempts=1)
+    assert b.attempt == a.attempt  # the attempt number came back...
+    prefix_b = attempt_prefix(b.run_id, 0, b.attempt, b.token)
+    assert prefix_b != prefix_a  # ...but the claim's folder did not
+    storage = Storage(storage_url)
+    sha, size = storage.put_verified(b"B's image", f"{prefix_b}/000000_000.png")
+    with engine.connect() as c:
+        rows = c.execute(select(images.c.id)).scalars().all()
+    results = [{"image_row": row, "key": f"{prefix_b}/000000_000.png", "sha256": sha,
+                "size": size, "record": {}} for row in rows]
+    assert queue.complete(engine, b, results)
+    assert not queue.heartbeat(engine, a, lease_s=60)  # A wakes: its job is lost
+    assert not queue.complete(engine, a, results)
+    stalled._remove(prefix_a)  # what the worker does with a lost claim
+    assert storage.read(f"{prefix_b}/000000_000.png") == b"B's image"
+    assert storage.list(prefix_a) == []
+
+
+def test_a_version_1_database_is_migrated(db_url):
+    engine = planned(db_url, count=1)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN token"))
+        conn.execute(update(schema_version).values(version=1))
+    engine.dispose()
+    engine = connect(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(schema_version.c.version)).scalar() == 2
+    assert queue.claim(engine, "w", lease_s=60).token

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+    model_validator,
+)
 
 from synthreid.errors import ConfigError
 
@@ -41,7 +44,20 @@ def _known(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
     return values
 
 
-RGB = Annotated[tuple[float, float, float], Field(description="sRGB in [0, 1]")]
+def _rgb(value: tuple[float, float, float]) -> tuple[float, float, float]:
+    if not all(0 <= c <= 1 for c in value):
+        raise ValueError(f"colour {tuple(value)}: sRGB components must lie in [0, 1]")
+    return value
+
+
+def _positive_interval(value: Interval) -> Interval:
+    if not value[0] > 0:
+        raise ValueError(f"values must be > 0, got {value[0]}")
+    return _ordered(value)
+
+
+RGB = Annotated[tuple[float, float, float], AfterValidator(_rgb),
+                Field(description="sRGB in [0, 1]")]
 
 
 class Strict(BaseModel):
@@ -57,14 +73,15 @@ class BodyConfig(Strict):
     weight: Interval = (0.2, 0.8)
     proportions: Interval = (0.3, 0.7)
     skin_tones: list[RGB] = Field(
-        default_factory=lambda: [
+        min_length=1, default_factory=lambda: [
             (0.90, 0.72, 0.62), (0.80, 0.60, 0.48), (0.68, 0.48, 0.36),
             (0.52, 0.35, 0.25), (0.36, 0.23, 0.16), (0.24, 0.15, 0.10),
         ]
     )
 
-    _check = field_validator("age_years", "height_m_male", "height_m_female", "muscle", "weight",
-                             "proportions")(_ordered)
+    _check = field_validator("muscle", "weight", "proportions")(_ordered)
+    _positive = field_validator("age_years", "height_m_male", "height_m_female")(
+        _positive_interval)
 
     @field_validator("muscle", "weight", "proportions")
     @classmethod
@@ -81,7 +98,8 @@ class ClothesConfig(Strict):
     skirt_probability: float = Field(0.0, ge=0, le=1)
     shoes: bool = True
     texture_probability: float = Field(0.0, ge=0, le=1)
-    texture_families: list[str] = Field(default_factory=lambda: list(TEXTURE_FAMILIES))
+    texture_families: list[str] = Field(min_length=1,
+                                        default_factory=lambda: list(TEXTURE_FAMILIES))
 
     _check = field_validator("sleeve_length", "leg_length")(_ordered)
 
@@ -90,9 +108,9 @@ class ClothesConfig(Strict):
 
 
 class HairConfig(Strict):
-    styles: list[str] = Field(default_factory=lambda: ["none"])
+    styles: list[str] = Field(min_length=1, default_factory=lambda: ["none"])
     colours: list[RGB] = Field(
-        default_factory=lambda: [
+        min_length=1, default_factory=lambda: [
             (0.02, 0.015, 0.01), (0.09, 0.05, 0.025), (0.25, 0.14, 0.06),
             (0.55, 0.40, 0.20), (0.45, 0.45, 0.45), (0.30, 0.08, 0.03),
         ]
@@ -118,7 +136,8 @@ class AccessoryConfig(Strict):
 
 class RoomConfig(Strict):
     kind: Literal["cuboid", "cubemap", "equirect"] = "cuboid"
-    size_m: tuple[float, float, float] = (16.0, 16.0, 8.0)
+    size_m: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)],
+                  Annotated[float, Field(gt=0)]] = (16.0, 16.0, 8.0)
     wall_colour: RGB | None = None  # None: a random colour per character
     floor_colour: RGB | None = None
     per_face_colours: bool = True  # random mode: each wall its own colour
@@ -157,7 +176,7 @@ class CameraConfig(Strict):
     radius_m: float = 5.0
     theta_deg: Interval = (60.0, 90.0)  # polar angle from the zenith; 90 = eye level
     focal_mm: Interval = (45.0, 60.0)
-    sensor_mm: float = 36.0
+    sensor_mm: float = Field(36.0, gt=0)
 
     @field_validator("radius_m")
     @classmethod
@@ -176,7 +195,7 @@ class CameraConfig(Strict):
             raise ValueError("polar angles must lie in [0, 90] degrees (the upper hemisphere)")
         return value
 
-    _check = field_validator("focal_mm")(_ordered)
+    _check = field_validator("focal_mm")(_positive_interval)
 
 
 class CropConfig(Strict):
@@ -198,7 +217,7 @@ class GaitConfig(Strict):
     arm_swing: Interval = (0.4, 1.0)
     bvh_folder: str | None = None  # motion capture (CMU BVH); None: the parametric walk
 
-    _check = field_validator("stride", "arm_swing")(_ordered)
+    _check = field_validator("stride", "arm_swing")(_positive_interval)
 
     @field_validator("bvh_folder")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON, BigInteger, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, func, inspect, select,
+    UniqueConstraint, create_engine, event, func, inspect, select, text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -17,7 +17,7 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from synthreid.errors import JobError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.token, a unique token per claim
 metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
@@ -66,6 +66,9 @@ jobs = Table(
     Column("status", String(16), nullable=False, default="pending", index=True),
     Column("worker", String(200)),
     Column("attempts", Integer, nullable=False, default=0),
+    # A fresh random token per claim: it names the claim's storage folder, so no two claims
+    # ever share files, even when `retry` or `release` let an attempt number come back.
+    Column("token", String(32)),
     Column("lease_until", Float),
     Column("finished_at", Float),
     Column("last_error", Text),
@@ -126,8 +129,7 @@ def connect(url: str, create: bool = True) -> Engine:
                                    f"schema version {version}, newer than this synthreid's "
                                    f"{SCHEMA_VERSION}: upgrade synthreid")
                 if version is not None and version < SCHEMA_VERSION:
-                    raise JobError(f"database schema version {version} is older than "
-                                   f"{SCHEMA_VERSION}; no migration exists yet")
+                    _migrate(connection, version)
             elif existing:
                 raise JobError(f"database {url!r} holds other tables: not a synthreid job "
                                f"database")
@@ -144,6 +146,14 @@ def connect(url: str, create: bool = True) -> Engine:
     except SQLAlchemyError as error:
         raise JobError(f"database error: {str(error).splitlines()[0]}") from None
     return engine
+
+
+def _migrate(connection, version: int) -> None:
+    """Bring an older schema up to SCHEMA_VERSION, one step at a time, in one transaction."""
+    if version == 1:
+        connection.execute(text("ALTER TABLE jobs ADD COLUMN token VARCHAR(32)"))
+        version = 2
+    connection.execute(schema_version.update().values(version=version))
 
 
 def job_counts(engine: Engine, run: int | None = None) -> dict[str, int]:

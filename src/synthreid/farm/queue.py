@@ -2,16 +2,18 @@
 
 - claim: one `UPDATE ... RETURNING` takes the oldest job that is pending, or running with an
   expired lease (PostgreSQL adds `FOR UPDATE SKIP LOCKED`), and sets it running for this worker
-  with attempts + 1 and a new lease.
-- heartbeat: renews the lease while worker and attempts still match; no row changed means the
+  with attempts + 1, a new random token and a new lease. The token names the claim's storage
+  folder: no two claims share files, so a lost claim's clean-up never touches another's.
+- heartbeat: renews the lease while worker and token still match; no row changed means the
   job was lost to another worker.
-- complete: only `WHERE worker = ? AND attempts = ? AND status = 'running'`, so a late worker
+- complete: only `WHERE worker = ? AND token = ? AND status = 'running'`, so a late worker
   that lost its job cannot mark it; the job and its images become done in one transaction.
 - fail: back to pending, or quarantined as failed after `max_attempts`, with the error kept.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import and_, case, or_, select, update
@@ -29,6 +31,7 @@ class Claim:
     character_row: int
     attempt: int
     worker: str
+    token: str
 
 
 def quarantine_expired(engine: Engine, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> int:
@@ -56,10 +59,11 @@ def claim(engine: Engine, worker: str, lease_s: float, run_id: int | None = None
     candidate = candidate.order_by(jobs.c.id).limit(1)
     if engine.dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)
+    token = uuid.uuid4().hex
     statement = (
         update(jobs)
         .where(jobs.c.id == candidate.scalar_subquery())
-        .values(status="running", worker=worker, attempts=jobs.c.attempts + 1,
+        .values(status="running", worker=worker, attempts=jobs.c.attempts + 1, token=token,
                 lease_until=db_now() + lease_s)
         .returning(jobs.c.id, jobs.c.run_id, jobs.c.character_id, jobs.c.attempts)
     )
@@ -68,12 +72,12 @@ def claim(engine: Engine, worker: str, lease_s: float, run_id: int | None = None
     if row is None:
         return None
     return Claim(job_id=row.id, run_id=row.run_id, character_row=row.character_id,
-                 attempt=row.attempts, worker=worker)
+                 attempt=row.attempts, worker=worker, token=token)
 
 
 def _mine(claim_: Claim):
     return and_(jobs.c.id == claim_.job_id, jobs.c.worker == claim_.worker,
-                jobs.c.attempts == claim_.attempt, jobs.c.status == "running")
+                jobs.c.token == claim_.token, jobs.c.status == "running")
 
 
 def heartbeat(engine: Engine, claim_: Claim, lease_s: float) -> bool:

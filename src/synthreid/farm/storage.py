@@ -1,5 +1,6 @@
 """Central storage through fsspec: a local folder by default, any fsspec URL at scale
-(s3://, gs://, memory:// in tests). Keys are built from ids and the attempt only."""
+(s3://, gs://, memory:// in tests). Keys are built from ids, the attempt and its random token
+only, never from user strings."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def attempt_prefix(run_id: int, character_index: int, attempt: int) -> str:
-    return f"runs/{run_id:05d}/characters/{character_index:06d}/attempt-{attempt:02d}"
+def attempt_prefix(run_id: int, character_index: int, attempt: int, token: str) -> str:
+    """The storage folder of one claim: unique by its token (hex, never a user string)."""
+    if not token.isalnum():
+        raise JobError(f"claim token {token!r} is not alphanumeric")
+    return (f"runs/{run_id:05d}/characters/{character_index:06d}/"
+            f"attempt-{attempt:02d}-{token[:16]}")
 
 
 class Storage:

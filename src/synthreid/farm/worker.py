@@ -146,7 +146,7 @@ class Worker:
         prefix = None
         try:
             character_index, spec, views = self._load(claim)
-            prefix = attempt_prefix(claim.run_id, character_index, claim.attempt)
+            prefix = attempt_prefix(claim.run_id, character_index, claim.attempt, claim.token)
             renderer = self._renderer_for(claim.run_id)
             with tempfile.TemporaryDirectory(prefix="synthreid-") as tmp:
                 rendered = renderer.render_character(spec, [v for _, v in views], Path(tmp),
@@ -159,13 +159,13 @@ class Worker:
             heartbeat.finished.set()
             if queue.complete(self.engine, claim, results):
                 self.report.done += 1
-                self._clean_other_attempts(claim.run_id, character_index, claim.attempt)
+                self._clean_other_attempts(prefix)
             else:
                 raise JobLost()
-        except StopRequested:
-            queue.release(self.engine, claim)
+        except StopRequested:  # this claim's files go before the job is given back
             self._remove(prefix)
-        except JobLost:
+            queue.release(self.engine, claim)
+        except JobLost:  # only this claim's own folder: another claim's is never touched
             self.report.lost += 1
             self._remove(prefix)
         except Exception as error:  # any failure of this character: record it, keep working
@@ -174,8 +174,8 @@ class Worker:
                 message += " | " + traceback.format_exc().strip().splitlines()[-2].strip()
             self.report.failed += 1
             self.report.errors.append(message)
-            queue.fail(self.engine, claim, message, self.options.max_attempts)
             self._remove(prefix)
+            queue.fail(self.engine, claim, message, self.options.max_attempts)
         finally:
             heartbeat.finished.set()
 
@@ -197,9 +197,8 @@ class Worker:
         return {"image_row": image_row, "key": f"{prefix}/{image.stem}.png", "sha256": rgb_sha,
                 "size": rgb_size, "record": record}
 
-    def _clean_other_attempts(self, run: int, character_index: int, attempt: int) -> None:
-        """Leftovers of lost attempts of this character, now that one attempt completed."""
-        keep = attempt_prefix(run, character_index, attempt)
+    def _clean_other_attempts(self, keep: str) -> None:
+        """Leftovers of lost attempts of this character, now that this claim completed."""
         parent = keep.rsplit("/", 1)[0]
         for key in {k.rsplit("/", 1)[0] for k in self.storage.list(parent)}:
             if key != keep:
