@@ -127,8 +127,12 @@ def test_a_database_that_is_not_ours(tmp_path):
     sqlite3.connect(path).execute("create table customers (id int)")
     with pytest.raises(JobError, match="not a synthreid job database"):
         connect(f"sqlite:///{path}")
-    with pytest.raises(JobError, match="no synthreid tables"):
+    with pytest.raises(JobError, match="empty.db does not exist; run 'synthreid plan' first"):
         connect(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
+    assert not (tmp_path / "empty.db").exists()  # a mistyped path creates no file
+    sqlite3.connect(tmp_path / "blank.db").close()
+    with pytest.raises(JobError, match="no synthreid tables"):
+        connect(f"sqlite:///{tmp_path / 'blank.db'}", create=False)
 
 
 def test_a_stalled_worker_cannot_delete_the_files_of_the_claim_that_completed(db_url, tmp_path):

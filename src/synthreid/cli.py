@@ -137,6 +137,10 @@ def status(db: str = DB_OPTION) -> None:
         counts = " ".join(f"{k} {v}" for k, v in sorted(s.jobs.items()))
         typer.echo(f"{name} (preset {preset}): images {s.images_done}/{s.images_total}; "
                    f"jobs: {counts}")
+        if not s.planned_whole:
+            typer.echo(f"  planning incomplete: {s.characters_stored} of "
+                       f"{s.characters_planned} characters stored; run the same "
+                       f"'synthreid plan' again to finish it")
         for failed_run, index, attempts, error in failed:
             if failed_run == run_id:
                 typer.echo(f"  failed character {index} after {attempts} attempts: {error}")
@@ -160,12 +164,15 @@ def export(
     out: Path = typer.Option(..., "--out", "-o"),
     db: str = DB_OPTION, storage: str = STORAGE_OPTION,
     allow_failed: bool = typer.Option(False, help="export although some jobs failed"),
+    image_format: str = typer.Option("jpg", "--format", help="jpg (what Market-1501 readers "
+                                     "glob) or png (lossless)"),
+    quality: int = typer.Option(95, help="JPEG quality"),
 ) -> None:
     """Write a finished run as a Market-1501-layout dataset with masks, keypoints, metadata."""
     from synthreid.farm.export import export_run
 
     with _one_line_errors():
-        path = export_run(db, storage, run, out, allow_failed)
+        path = export_run(db, storage, run, out, allow_failed, image_format, quality)
     console.print(f"dataset written to {path}")
 
 

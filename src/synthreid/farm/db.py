@@ -6,6 +6,8 @@ code, only the URL changes. Times come from the database clock (`db_now`), as ep
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import (
     JSON, BigInteger, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text,
     UniqueConstraint, create_engine, event, func, inspect, select, text,
@@ -113,6 +115,12 @@ def connect(url: str, create: bool = True) -> Engine:
     if backend not in ("sqlite", "postgresql"):
         raise JobError(f"database URL {url!r} is not valid: only sqlite and postgresql are "
                        f"supported")
+    database = make_url(url).database
+    if backend == "sqlite" and not create and database not in (None, "", ":memory:") and \
+            not Path(database).expanduser().is_file():
+        # Connecting would create an empty file at a mistyped path.
+        raise JobError(f"database file {database} does not exist; run 'synthreid plan' first "
+                       f"(or check --db)")
     try:
         engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as error:

@@ -5,13 +5,16 @@
 
 As in the thesis, 100 test ids and 100 validation ids are held out (fewer for small runs: a
 quarter of the ids each), and each image gets one of two pseudo-cameras at random; both draws
-come from the run's seed. File names are `PPPP_cC_CCCCCCIII.png` (person id = character + 1,
-since 0000 means "distractor" in Market-1501).
+come from the run's seed. File names are `PPPP_cC_CCCCCCIII.jpg` (person id = character + 1,
+since 0000 means "distractor" in Market-1501); JPEG by default, as torchreid's and fast-reid's
+Market-1501 readers take `*.jpg` only (they also assert ids <= 1501: a larger run exports fine
+but needs our reader or a custom dataset class there). Masks stay lossless PNG.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import shutil
@@ -19,13 +22,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 
 from synthreid.errors import JobError
 from synthreid.farm.db import characters, connect, images, run_id, runs
-from synthreid.farm.storage import Storage, sha256_of
+from synthreid.farm.storage import Storage
 from synthreid.farm.supervisor import run_status
-from synthreid.render.coco import coco_document
+from synthreid.render.coco import coco_document, coco_entry, read_mask
 
 HELD_OUT = 100
 
@@ -72,17 +76,30 @@ def _metadata_row(name: str, split: str, pid: int, camid: int, spec: dict, view:
 
 
 def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
-               allow_failed: bool = False) -> Path:
+               allow_failed: bool = False, image_format: str = "jpg",
+               quality: int = 95) -> Path:
+    """Write the run's images (JPEG by default, as Market-1501 readers glob `*.jpg`; or PNG) with
+    PNG masks. Every file is checked against the checksum its worker verified on upload."""
+    if image_format not in ("jpg", "png"):
+        raise JobError(f"--format: expected jpg or png, got {image_format!r}")
+    if not 1 <= quality <= 100:
+        raise JobError(f"--quality: expected 1 to 100, got {quality}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise JobError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        raise JobError(f"{out}: folder exists and is not empty")
     engine = connect(db_url, create=False)
     run = run_id(engine, run_name)
     status = run_status(engine, run)
+    if not status.planned_whole:
+        raise JobError(f"run {run_name!r} is not whole: planning stopped at "
+                       f"{status.characters_stored} of {status.characters_planned} characters; "
+                       f"run the same 'synthreid plan' again to finish it")
     if status.outstanding or (status.jobs.get("failed") and not allow_failed):
         raise JobError(f"run {run_name!r} is not finished: {status.jobs}; render it first"
                        + ("" if allow_failed else " (or export with --allow-failed)"))
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise JobError(f"{out}: folder exists and is not empty")
-    storage = Storage(storage_url)
+    storage = Storage(storage_url, create=False)
     with engine.connect() as connection:
         seed = connection.execute(select(runs.c.seed).where(runs.c.id == run)).scalar()
         rows = connection.execute(
@@ -115,23 +132,19 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
                     queried.add(index)
                 else:
                     split = "gallery"
-            name = f"{pid:04d}_c{camid}_{index:06d}{row['image']:03d}.png"
-            data = storage.read(row["storage_key"])
-            if sha256_of(data) != row["sha256"]:
-                raise JobError(f"storage {storage.url}: {row['storage_key']} does not match its "
-                               f"checksum")
-            (staging / folders[split] / name).write_bytes(data)
+            stem = f"{pid:04d}_c{camid}_{index:06d}{row['image']:03d}"
+            name = f"{stem}.{image_format}"
+            rgb = storage.read_verified(row["storage_key"], row["sha256"])
+            _write_image(rgb, staging / folders[split] / name, image_format, quality)
             mask_key = row["storage_key"].removesuffix(".png") + ".mask.png"
-            (staging / "masks" / name).write_bytes(storage.read(mask_key))
+            mask = _verified_mask(storage, mask_key, row["record"])
+            (staging / "masks" / f"{stem}.png").write_bytes(mask)
             metadata.append(_metadata_row(name, split, pid, int(camid), row["spec"], row["view"]))
-            crop, xyv = row["record"]["crop"], row["record"]["keypoints"]["xyv"]
-            image_id = len(coco_images) + 1
-            coco_images.append({"id": image_id, "file_name": f"{folders[split]}/{name}",
-                                "width": crop["width"], "height": crop["height"]})
-            coco_annotations.append({"id": image_id, "image_id": image_id, "category_id": 1,
-                                     "person_id": pid, "iscrowd": 0,
-                                     "keypoints": [v for p in xyv for v in p],
-                                     "num_keypoints": sum(1 for p in xyv if p[2] > 0)})
+            image, annotation = coco_entry(len(coco_images) + 1, f"{folders[split]}/{name}",
+                                           read_mask(io.BytesIO(mask)),
+                                           row["record"]["keypoints"]["xyv"], index)
+            coco_images.append(image)
+            coco_annotations.append(annotation)
         with open(staging / "metadata.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(metadata[0]))
             writer.writeheader()
@@ -147,3 +160,25 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _write_image(data: bytes, path: Path, image_format: str, quality: int) -> None:
+    if image_format == "png":
+        path.write_bytes(data)  # as rendered, byte for byte
+        return
+    with Image.open(io.BytesIO(data)) as image:
+        image.convert("RGB").save(path, "JPEG", quality=quality)
+
+
+def _verified_mask(storage: Storage, key: str, record: dict) -> bytes:
+    """The mask, checked against its upload checksum (runs rendered before checksums were
+    recorded: checked to decode as an image)."""
+    expected = (record.get("sha256") or {}).get("mask")
+    if expected:
+        return storage.read_verified(key, expected)
+    data = storage.read(key)
+    try:
+        read_mask(io.BytesIO(data))
+    except (OSError, UnidentifiedImageError):
+        raise JobError(f"storage {storage.url}: {key} is not a readable mask image") from None
+    return data

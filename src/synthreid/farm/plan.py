@@ -1,14 +1,16 @@
 """Planning a run: every character is sampled up front and stored with its images and its job.
 
 Planning the same run again with the same arguments is a no-op (and finishes a plan that was
-interrupted); with different arguments it is an error.
+interrupted); with different arguments it is an error. The run records how many characters were
+asked for, so `status` and `export` know an interrupted plan is not whole. A plan that fails
+(rather than being interrupted) on a run it created leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 
 from synthreid import package_versions
@@ -18,6 +20,7 @@ from synthreid.farm.db import characters, images, jobs, runs
 from synthreid.scene.sampling import sample_character, sample_images
 
 BATCH = 200  # characters per transaction; each character and its job share one
+MAX_NAME = 200  # runs.name is a String(200)
 
 
 def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_count: int,
@@ -26,6 +29,9 @@ def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_cou
     frozen = config.model_dump(mode="json")
     wanted = {"preset": config.name, "config": frozen, "seed": seed,
               "characters": characters_count, "images_per_character": images_count}
+    if not name.strip() or len(name) > MAX_NAME:
+        raise JobError(f"run name: expected 1 to {MAX_NAME} characters, got {len(name)}"
+                       + (" (blank)" if name and not name.strip() else ""))
     with engine.begin() as connection:
         existing = connection.execute(select(runs).where(runs.c.name == name)).mappings().first()
         if existing is None:
@@ -39,6 +45,27 @@ def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_cou
             run = existing["id"]
         done = connection.execute(select(func.count()).select_from(characters)
                                   .where(characters.c.run_id == run)).scalar()
+    try:
+        _store(engine, run, config, done, characters_count, images_count, seed, progress)
+    except Exception:
+        if existing is None:
+            _forget(engine, run)
+        raise
+    return int(run)
+
+
+def _forget(engine: Engine, run: int) -> None:
+    """Remove every row of a run this call created and could not plan."""
+    with engine.begin() as connection:
+        rows = select(characters.c.id).where(characters.c.run_id == run)
+        connection.execute(delete(images).where(images.c.character_id.in_(rows)))
+        connection.execute(delete(jobs).where(jobs.c.run_id == run))
+        connection.execute(delete(characters).where(characters.c.run_id == run))
+        connection.execute(delete(runs).where(runs.c.id == run))
+
+
+def _store(engine: Engine, run: int, config: GenerationConfig, done: int, characters_count: int,
+           images_count: int, seed: int, progress) -> None:
     for start in range(done, characters_count, BATCH):
         stop = min(start + BATCH, characters_count)
         with engine.begin() as connection:
@@ -55,4 +82,3 @@ def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_cou
                                                        status="pending", attempts=0))
         if progress is not None:
             progress(stop - start)
-    return int(run)

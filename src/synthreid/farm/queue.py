@@ -35,12 +35,14 @@ class Claim:
 
 
 def quarantine_expired(engine: Engine, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> int:
-    """Jobs whose lease ran out on their last allowed attempt are failed, not retried."""
+    """Jobs whose lease ran out on their last allowed attempt are failed, not retried; so are
+    pending jobs that already used `max_attempts` (left by a worker with a higher limit, they
+    would otherwise wait for a claim no worker of this limit makes)."""
+    expired = and_(jobs.c.status == "running", jobs.c.lease_until < db_now())
     with engine.begin() as connection:
         result = connection.execute(
             update(jobs)
-            .where(jobs.c.status == "running", jobs.c.lease_until < db_now(),
-                   jobs.c.attempts >= max_attempts)
+            .where(or_(expired, jobs.c.status == "pending"), jobs.c.attempts >= max_attempts)
             .values(status="failed", worker=None, finished_at=db_now(),
                     last_error=case((jobs.c.last_error.is_(None),
                                      "worker lost (lease expired) on every attempt"),

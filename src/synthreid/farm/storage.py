@@ -26,7 +26,9 @@ def attempt_prefix(run_id: int, character_index: int, attempt: int, token: str) 
 
 
 class Storage:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
+        """`create=False` (readers such as export): a storage that does not exist is an error,
+        not a new empty folder."""
         if "://" not in url:
             url = str(Path(url).expanduser().resolve())
         try:
@@ -34,7 +36,10 @@ class Storage:
         except (ValueError, ImportError) as error:
             raise JobError(f"storage URL {url!r}: {error}") from None
         self.url = url
-        self.fs.makedirs(self.root, exist_ok=True)
+        if create:
+            self.fs.makedirs(self.root, exist_ok=True)
+        elif not self.fs.isdir(self.root):
+            raise JobError(f"storage {url}: no such folder or bucket (check --storage)")
 
     def path(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{key}"
@@ -60,7 +65,16 @@ class Storage:
         return digest, len(data)
 
     def read(self, key: str) -> bytes:
-        return self.fs.cat_file(self.path(key))
+        try:
+            return self.fs.cat_file(self.path(key))
+        except FileNotFoundError:
+            raise JobError(f"storage {self.url}: {key} is missing") from None
+
+    def read_verified(self, key: str, sha256: str) -> bytes:
+        data = self.read(key)
+        if sha256_of(data) != sha256:
+            raise JobError(f"storage {self.url}: {key} does not match its checksum")
+        return data
 
     def list(self, prefix: str = "") -> list[str]:
         base = self.path(prefix).rstrip("/")

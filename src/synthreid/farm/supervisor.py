@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from synthreid.errors import JobError
-from synthreid.farm.db import characters, connect, images, job_counts, run_id
+from synthreid.farm.db import characters, connect, images, job_counts, run_id, runs
 
 
 @dataclass
@@ -23,22 +23,34 @@ class RunStatus:
     images_done: int
     images_total: int
     jobs: dict[str, int]
+    characters_planned: int = 0  # what `plan` was asked for
+    characters_stored: int = 0  # what it stored: fewer when planning was interrupted
 
     @property
     def outstanding(self) -> int:
         return self.jobs.get("pending", 0) + self.jobs.get("running", 0)
+
+    @property
+    def planned_whole(self) -> bool:
+        return self.characters_stored >= self.characters_planned
 
 
 def run_status(engine: Engine, run: int | None = None) -> RunStatus:
     image_query = (select(images.c.status, func.count())
                    .join(characters, characters.c.id == images.c.character_id)
                    .group_by(images.c.status))
+    planned_query = select(func.coalesce(func.sum(runs.c.characters), 0))
+    stored_query = select(func.count()).select_from(characters)
     if run is not None:
         image_query = image_query.where(characters.c.run_id == run)
+        planned_query = planned_query.where(runs.c.id == run)
+        stored_query = stored_query.where(characters.c.run_id == run)
     with engine.connect() as connection:
         image_counts = dict(connection.execute(image_query).all())
+        planned = int(connection.execute(planned_query).scalar())
+        stored = int(connection.execute(stored_query).scalar())
     return RunStatus(image_counts.get("done", 0), sum(image_counts.values()),
-                     job_counts(engine, run))
+                     job_counts(engine, run), planned, stored)
 
 
 def gpu_slots() -> list[str]:
@@ -70,6 +82,9 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeRemainingColumn)
 
+    from synthreid.farm.worker import WorkerOptions
+
+    WorkerOptions(lease_s=lease_s)  # a bad lease is one line here, not N dying workers
     engine = connect(db_url, create=False)
     run_filter = run_id(engine, run) if run else None
     status = run_status(engine, run_filter)

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from synthreid.config import config_from_dict
-from synthreid.errors import SynthReidError
+from synthreid.errors import JobError, SynthReidError
 from synthreid.farm import queue
 from synthreid.farm.db import characters, connect, images, job_counts, run_id, runs
 from synthreid.farm.storage import Storage, attempt_prefix
@@ -42,6 +43,26 @@ class StopRequested(Exception):
     """SIGINT/SIGTERM: give the job back and end."""
 
 
+class JobTimedOut(Exception):
+    """The character took longer than the per-job time limit."""
+
+
+def with_retries(call, *args, budget_s: float = 300.0, **kwargs):
+    """A queue operation, retried with exponential backoff while the database is unreachable
+    (a restart, a network blip); after `budget_s` the error is one JobError line."""
+    delay, waited = 0.5, 0.0
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            if waited >= budget_s:
+                reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+                raise JobError(f"database unreachable for {waited:.0f} s: {reason}") from None
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 30.0)
+
+
 @dataclass
 class WorkerOptions:
     lease_s: float = 120.0
@@ -51,6 +72,19 @@ class WorkerOptions:
     threads: int = 0  # render threads (0: all cores)
     run: str | None = None  # only this run's jobs
     max_jobs: int | None = None
+    job_timeout_s: float = 3600.0  # a character taking longer is given up (a hung render)
+    db_retry_s: float = 300.0  # keep retrying a database that fails for this long
+
+    def __post_init__(self) -> None:
+        if not self.lease_s > 0:
+            raise JobError(f"--lease: expected seconds > 0, got {self.lease_s}")
+        if self.heartbeat_s is not None and not 0 < self.heartbeat_s < self.lease_s:
+            raise JobError(f"--heartbeat: expected seconds in (0, lease {self.lease_s}), got "
+                           f"{self.heartbeat_s}")
+        if self.max_attempts < 1:
+            raise JobError(f"--max-attempts: expected at least 1, got {self.max_attempts}")
+        if not self.job_timeout_s > 0:
+            raise JobError(f"--job-timeout: expected seconds > 0, got {self.job_timeout_s}")
 
 
 @dataclass
@@ -67,15 +101,23 @@ def worker_name() -> str:
 
 
 class Heartbeat(threading.Thread):
+    """Renews the lease until the job ends, is lost, or passes its time limit: then the renewals
+    stop, so even a render hung inside Blender lets its lease expire for another worker."""
+
     def __init__(self, engine: Engine, claim: queue.Claim, options: WorkerOptions) -> None:
         super().__init__(daemon=True)
         self.engine, self.claim, self.options = engine, claim, options
         self.lost = threading.Event()
+        self.timed_out = threading.Event()
         self.finished = threading.Event()
+        self.deadline = time.monotonic() + options.job_timeout_s
 
     def run(self) -> None:
         interval = self.options.heartbeat_s or self.options.lease_s / 3
-        while not self.finished.wait(interval):
+        while not self.finished.wait(min(interval, max(self.deadline - time.monotonic(), 0))):
+            if time.monotonic() >= self.deadline:
+                self.timed_out.set()
+                return
             try:
                 if not queue.heartbeat(self.engine, self.claim, self.options.lease_s):
                     self.lost.set()
@@ -95,6 +137,9 @@ class Worker:
         self._renderer = None
         self._renderer_run: int | None = None
         self._model = None
+
+    def _db(self, call, *args):
+        return with_retries(call, *args, budget_s=self.options.db_retry_s)
 
     def _run_filter(self) -> int | None:
         if self.options.run is None:
@@ -123,10 +168,10 @@ class Worker:
         while not self.stop.is_set():
             if self.options.max_jobs is not None and self.report.done >= self.options.max_jobs:
                 break
-            claim = queue.claim(self.engine, self.report.name, self.options.lease_s, run,
-                                self.options.max_attempts)
+            claim = self._db(queue.claim, self.engine, self.report.name,
+                             self.options.lease_s, run, self.options.max_attempts)
             if claim is None:
-                if self._outstanding(run) == 0:
+                if self._db(self._outstanding, run) == 0:
                     break  # nothing pending, nothing running anywhere: the run is finished
                 self.stop.wait(self.options.poll_s)  # others hold leases that may yet expire
                 continue
@@ -142,6 +187,9 @@ class Worker:
                 raise StopRequested()
             if heartbeat.lost.is_set():
                 raise JobLost()
+            if heartbeat.timed_out.is_set():
+                raise JobTimedOut(f"character not finished within the job time limit of "
+                                  f"{self.options.job_timeout_s:.0f} s")
 
         prefix = None
         try:
@@ -157,14 +205,14 @@ class Worker:
                     results.append(self._upload(prefix, row, image))
             checkpoint()
             heartbeat.finished.set()
-            if queue.complete(self.engine, claim, results):
+            if self._db(queue.complete, self.engine, claim, results):
                 self.report.done += 1
                 self._clean_other_attempts(prefix)
             else:
                 raise JobLost()
         except StopRequested:  # this claim's files go before the job is given back
             self._remove(prefix)
-            queue.release(self.engine, claim)
+            self._db(queue.release, self.engine, claim)
         except JobLost:  # only this claim's own folder: another claim's is never touched
             self.report.lost += 1
             self._remove(prefix)
@@ -175,7 +223,7 @@ class Worker:
             self.report.failed += 1
             self.report.errors.append(message)
             self._remove(prefix)
-            queue.fail(self.engine, claim, message, self.options.max_attempts)
+            self._db(queue.fail, self.engine, claim, message, self.options.max_attempts)
         finally:
             heartbeat.finished.set()
 
@@ -191,9 +239,12 @@ class Worker:
     def _upload(self, prefix: str, image_row: int, image) -> dict:
         rgb_sha, rgb_size = self.storage.put_verified(image.rgb.read_bytes(),
                                                       f"{prefix}/{image.stem}.png")
-        self.storage.put_verified(image.mask.read_bytes(), f"{prefix}/{image.stem}.mask.png")
-        self.storage.put_verified(json.dumps(image.record).encode(), f"{prefix}/{image.stem}.json")
+        mask_sha, _ = self.storage.put_verified(image.mask.read_bytes(),
+                                                f"{prefix}/{image.stem}.mask.png")
+        record_sha, _ = self.storage.put_verified(json.dumps(image.record).encode(),
+                                                  f"{prefix}/{image.stem}.json")
         record = {k: image.record[k] for k in ("crop", "keypoints", "camera", "versions")}
+        record["sha256"] = {"mask": mask_sha, "record": record_sha}  # export verifies them
         return {"image_row": image_row, "key": f"{prefix}/{image.stem}.png", "sha256": rgb_sha,
                 "size": rgb_size, "record": record}
 
@@ -222,19 +273,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-attempts", type=int, default=queue.DEFAULT_MAX_ATTEMPTS)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--max-jobs", type=int, default=None)
+    parser.add_argument("--job-timeout", type=float, default=3600.0)
     args = parser.parse_args(argv)
-    options = WorkerOptions(lease_s=args.lease, heartbeat_s=args.heartbeat,
-                            max_attempts=args.max_attempts, threads=args.threads, run=args.run,
-                            max_jobs=args.max_jobs)
     try:
+        options = WorkerOptions(lease_s=args.lease, heartbeat_s=args.heartbeat,
+                                max_attempts=args.max_attempts, threads=args.threads,
+                                run=args.run, max_jobs=args.max_jobs,
+                                job_timeout_s=args.job_timeout)
         worker = Worker(args.db, args.storage, options)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: worker.stop.set())
+        started = time.time()
+        report = worker.run()
     except SynthReidError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: worker.stop.set())
-    started = time.time()
-    report = worker.run()
     print(f"worker {report.name}: {report.done} done, {report.failed} failed, {report.lost} lost "
           f"in {time.time() - started:.0f} s", flush=True)
     return 0

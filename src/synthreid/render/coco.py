@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from synthreid import atomic
 from synthreid.body.model import COCO17
 
 SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
@@ -20,26 +21,37 @@ def coco_document(images: list[dict], annotations: list[dict]) -> dict:
                             "keypoints": list(COCO17), "skeleton": SKELETON}]}
 
 
+def coco_entry(image_id: int, file_name: str, mask: np.ndarray, xyv: list,
+               character_index: int) -> tuple[dict, dict]:
+    """One image and its person annotation: keypoints, box and area from the person mask.
+    `person_id` is the dataset's person id (character + 1, as exports name files)."""
+    ys, xs = np.nonzero(mask)
+    bbox = ([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+             int(ys.max() - ys.min() + 1)] if len(xs) else [0, 0, 0, 0])
+    image = {"id": image_id, "file_name": file_name, "width": int(mask.shape[1]),
+             "height": int(mask.shape[0])}
+    annotation = {"id": image_id, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                  "keypoints": [v for point in xyv for v in point],
+                  "num_keypoints": sum(1 for point in xyv if point[2] > 0),
+                  "bbox": bbox, "area": int(mask.sum()),
+                  "person_id": character_index + 1, "character_id": character_index}
+    return image, annotation
+
+
+def read_mask(source) -> np.ndarray:
+    """A mask PNG (path or file object) as a boolean array."""
+    with Image.open(source) as mask_image:
+        return np.asarray(mask_image.convert("L")) > 127
+
+
 def coco_keypoints(records: list[dict], images_dir: Path, masks_dir: Path, out_path: Path) -> Path:
     images, annotations = [], []
     for image_id, record in enumerate(sorted(records, key=lambda r: r["stem"]), start=1):
         stem = record["stem"]
-        with Image.open(masks_dir / f"{stem}.png") as mask_image:
-            mask = np.asarray(mask_image.convert("L")) > 127
-        ys, xs = np.nonzero(mask)
-        bbox = ([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
-                 int(ys.max() - ys.min() + 1)] if len(xs) else [0, 0, 0, 0])
-        xyv = record["keypoints"]["xyv"]
-        images.append({"id": image_id, "file_name": f"{images_dir.name}/{stem}.png",
-                       "width": mask.shape[1], "height": mask.shape[0]})
-        annotations.append({
-            "id": image_id, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-            "keypoints": [v for point in xyv for v in point],
-            "num_keypoints": sum(1 for point in xyv if point[2] > 0),
-            "bbox": bbox, "area": int(mask.sum()),
-            "person_id": record["character"]["character_id"],
-        })
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(json.dumps(coco_document(images, annotations)))
-    tmp.replace(out_path)
-    return out_path
+        image, annotation = coco_entry(image_id, f"{images_dir.name}/{stem}.png",
+                                       read_mask(masks_dir / f"{stem}.png"),
+                                       record["keypoints"]["xyv"],
+                                       record["character"]["character_id"])
+        images.append(image)
+        annotations.append(annotation)
+    return atomic.write_text(out_path, json.dumps(coco_document(images, annotations)))
