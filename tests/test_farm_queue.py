@@ -179,3 +179,110 @@ def test_a_version_1_database_is_migrated(db_url):
     with engine.connect() as conn:
         assert conn.execute(select(schema_version.c.version)).scalar() == 2
     assert queue.claim(engine, "w", lease_s=60).token
+
+
+def test_an_interrupted_plan_is_not_whole_until_planned_again(db_url, tmp_path, monkeypatch):
+    from synthreid.farm import plan as planning
+    from synthreid.farm.export import export_run
+    from synthreid.farm.supervisor import run_status
+
+    monkeypatch.setattr(planning, "BATCH", 2)
+    engine = connect(db_url)
+
+    def interrupt(count):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        plan_run(engine, "big", load_config("I"), 7, 1, seed=1, progress=interrupt)
+    status = run_status(engine, run_id(engine, "big"))
+    assert (status.characters_stored, status.characters_planned) == (2, 7)
+    assert not status.planned_whole
+    with engine.begin() as c:  # even with every stored job rendered...
+        c.execute(update(jobs).values(status="done"))
+    with pytest.raises(JobError, match="not whole: planning stopped at 2 of 7 characters"):
+        export_run(db_url, str(tmp_path), "big", tmp_path / "out")
+    plan_run(engine, "big", load_config("I"), 7, 1, seed=1)  # the same plan again finishes it
+    assert run_status(engine, run_id(engine, "big")).planned_whole
+
+
+def test_a_failing_plan_leaves_nothing_behind(db_url, monkeypatch):
+    from synthreid.farm import plan as planning
+
+    engine = connect(db_url)
+    real = planning.sample_character
+
+    def broken(config, index, seed):
+        if index == 3:
+            raise ValueError("cannot sample character 3")
+        return real(config, index, seed)
+
+    monkeypatch.setattr(planning, "sample_character", broken)
+    with pytest.raises(ValueError, match="character 3"):
+        plan_run(engine, "doomed", load_config("I"), 6, 2, seed=1)
+    with engine.connect() as c:
+        assert [len(c.execute(select(t)).all()) for t in (characters, images, jobs)] == [0, 0, 0]
+    with pytest.raises(JobError, match="unknown run 'doomed'"):
+        run_id(engine, "doomed")
+    monkeypatch.setattr(planning, "sample_character", real)
+    plan_run(engine, "doomed", load_config("I"), 6, 2, seed=1)  # the name is free again
+    for name in ("", "   ", "x" * 201):
+        with pytest.raises(JobError, match="run name: expected 1 to 200 characters"):
+            plan_run(engine, name, load_config("I"), 1, 1, seed=1)
+
+
+def test_a_hung_job_stops_renewing_its_lease_at_its_time_limit(db_url):
+    from synthreid.farm.worker import Heartbeat, WorkerOptions
+
+    engine = planned(db_url, count=1)
+    hung = queue.claim(engine, "hung", lease_s=0.6)
+    options = WorkerOptions(lease_s=0.6, heartbeat_s=0.1, job_timeout_s=0.4)
+    beat = Heartbeat(engine, hung, options)
+    beat.start()
+    time.sleep(0.3)
+    assert queue.claim(engine, "other", lease_s=60) is None  # renewed while in time
+    assert beat.timed_out.wait(2.0) and not beat.is_alive()
+    time.sleep(0.8)  # no renewal since the limit: the lease runs out
+    taken = queue.claim(engine, "other", lease_s=60)
+    assert taken is not None and taken.job_id == hung.job_id
+
+
+def test_mixed_attempt_limits_cannot_strand_a_job(db_url):
+    engine = planned(db_url, count=1)
+    for _ in range(2):  # two failures under a worker that allows five attempts
+        queue.fail(engine, queue.claim(engine, "lenient", 60, max_attempts=5), "boom", 5)
+    assert queue.claim(engine, "strict", 60, max_attempts=2) is None
+    with engine.connect() as c:
+        assert c.execute(select(jobs.c.status)).scalar() == "failed"  # quarantined, not stuck
+
+
+def test_worker_options_and_database_retries(tmp_path):
+    from sqlalchemy.exc import OperationalError
+
+    from synthreid.farm.worker import WorkerOptions, main, with_retries
+
+    for bad, message in ((dict(lease_s=0), "--lease: expected seconds > 0"),
+                         (dict(lease_s=-5), "--lease"),
+                         (dict(heartbeat_s=200), "--heartbeat"),
+                         (dict(max_attempts=0), "--max-attempts: expected at least 1"),
+                         (dict(job_timeout_s=0), "--job-timeout")):
+        with pytest.raises(JobError, match=message):
+            WorkerOptions(**bad)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return "claimed"
+
+    assert with_retries(flaky, budget_s=10) == "claimed" and len(calls) == 3
+
+    def down():
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    with pytest.raises(JobError, match=r"database unreachable for \d+ s: server closed"):
+        with_retries(down, budget_s=1)
+    db = f"sqlite:///{tmp_path / 'jobs.db'}"
+    plan_run(connect(db), "r", load_config("I"), 1, 1, seed=1)
+    assert main(["--db", db, "--storage", str(tmp_path / "s"), "--run", "nope"]) == 2
+    assert main(["--db", db, "--storage", str(tmp_path / "s"), "--lease", "0"]) == 2

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -203,6 +204,52 @@ def test_export_writes_a_market_dataset_the_reader_accepts(tmp_path, body_model)
     again = runner.invoke(app, ["export", "export", "--out", str(tmp_path / "ds"), "--db", db_url,
                                 "--storage", str(tmp_path / "storage")])
     assert again.exit_code == 2 and "not empty" in again.output
+    # What torchreid's and fast-reid's Market-1501 readers do: glob *.jpg, parse with this
+    # regex, and assert ids in 0..1501 and cameras 1..6.
+    pattern = re.compile(r"([-\d]+)_c(\d)")
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        found = sorted((tmp_path / "ds" / folder).glob("*.jpg"))
+        assert found and len(found) == len(list((tmp_path / "ds" / folder).iterdir()))
+        for path in found:
+            pid, camid = map(int, pattern.search(path.name).groups())
+            assert 0 <= pid <= 1501 and 1 <= camid <= 6
+            assert (tmp_path / "ds" / "masks" / f"{path.stem}.png").exists()
+    boxes = [a["bbox"] for a in coco["annotations"]]
+    assert all(w > 0 and h > 0 for _, _, w, h in boxes) and coco["annotations"][0]["area"] > 0
+    trained = runner.invoke(app, ["reid", "train", "--data", f"synthetic:{tmp_path / 'ds'}",
+                                  "--out", str(tmp_path / "reid"), "--epochs", "1", "--height",
+                                  "64", "--width", "32", "--workers", "0", "--embedding", "16"])
+    assert trained.exit_code == 0, trained.output
+
+
+def test_export_refuses_damaged_files_and_bad_arguments_in_one_line(tmp_path, body_model):
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    plan_run(connect(db_url), "small", tiny(), 4, 1, seed=3)
+    Worker(db_url, str(tmp_path / "storage")).run()
+    runner = CliRunner()
+
+    def export(out, storage=tmp_path / "storage", *extra):
+        return runner.invoke(app, ["export", "small", "--out", str(out), "--db", db_url,
+                                   "--storage", str(storage), *extra])
+
+    missing = tmp_path / "no-such-storage"
+    result = export(tmp_path / "a", missing)
+    assert result.exit_code == 2 and "no such folder or bucket" in result.output
+    assert not missing.exists()  # a wrong --storage creates nothing
+    (tmp_path / "file.txt").write_text("mine")
+    result = export(tmp_path / "file.txt")
+    assert result.exit_code == 2 and "exists and is not a folder" in result.output
+    assert (tmp_path / "file.txt").read_text() == "mine"
+    result = export(tmp_path / "b", tmp_path / "storage", "--format", "gif")
+    assert result.exit_code == 2 and "--format: expected jpg or png" in result.output
+    png = export(tmp_path / "png", tmp_path / "storage", "--format", "png")
+    assert png.exit_code == 0 and list((tmp_path / "png" / "query").glob("*.png"))
+    storage = Storage(str(tmp_path / "storage"))
+    mask = next(k for k in storage.list("runs") if k.endswith(".mask.png"))
+    storage.fs.pipe_file(storage.path(mask), b"\x89PNG damaged")
+    result = export(tmp_path / "c")
+    assert result.exit_code == 2 and "does not match its checksum" in result.output
+    assert mask in result.output and not (tmp_path / "c").exists()
 
 
 def test_sigterm_gives_the_current_job_back_untouched(tmp_path):
