@@ -130,3 +130,13 @@ def test_preview_command_writes_images_sheet_and_coco(tmp_path):
     # Resuming renders nothing new.
     again = CliRunner().invoke(app, args)
     assert "(0 rendered now)" in again.output
+    # Other settings never resume into (or silently replace) this preview.
+    before = (tmp_path / "images" / "000000_000.png").read_bytes()
+    other = [a if a != "3" else "4" for a in args]
+    refused = CliRunner().invoke(app, other)
+    assert refused.exit_code == 2 and "holds a preview with other settings (seed)" in refused.output
+    refused = CliRunner().invoke(app, [*args[:-1], "cycles"])
+    assert refused.exit_code == 2 and "render.engine" in refused.output
+    assert (tmp_path / "images" / "000000_000.png").read_bytes() == before
+    replaced = CliRunner().invoke(app, [*other, "--overwrite"])
+    assert replaced.exit_code == 0 and "(4 rendered now)" in replaced.output

@@ -41,6 +41,7 @@ def preview(
     engine: str = typer.Option(None, help="cycles or workbench (default: the preset's)"),
     crop: str = typer.Option(None, help="tight or bbox3d (default: the preset's)"),
     samples: int = typer.Option(None, min=1, help="Cycles samples (default: the preset's)"),
+    overwrite: bool = typer.Option(False, help="replace a preview of other settings in --out"),
 ) -> None:
     """Render a preset straight to a folder and write a contact sheet of all images."""
     from synthreid.generate import preview as run_preview
@@ -51,7 +52,7 @@ def preview(
         _fail(ValueError(f"--crop: expected tight or bbox3d, got {crop!r}"))
     with _one_line_errors():
         result = run_preview(preset, characters, images, seed, out, engine=engine, crop=crop,
-                             samples=samples)
+                             samples=samples, overwrite=overwrite)
     console.print(f"{len(result.images)} images ({result.rendered} rendered now) in {result.out}; "
                   f"contact sheet {result.contact_sheet}")
 

@@ -328,6 +328,21 @@ def validate_model(model: type[M], data: dict[str, Any], source: object = "confi
         raise ConfigError(f"{source}: {field}: {message}") from None
 
 
+def differing_keys(saved: dict[str, Any], asked: dict[str, Any],
+                   ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted names of the settings where two plain (YAML/JSON) configs differ."""
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                out.update(flat(item, f"{prefix}{key}."))
+            return out
+        return {prefix.rstrip("."): value}
+
+    a, b = flat(saved), flat(asked)
+    return [key for key in dict.fromkeys([*a, *b]) if key not in ignore and a.get(key) != b.get(key)]
+
+
 def dump_config(config: GenerationConfig) -> str:
     """The frozen config as YAML, saved next to every output."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -7,10 +7,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthreid.config import GenerationConfig, config_from_dict, dump_config, load_config
+from synthreid import atomic
+from synthreid.config import (
+    GenerationConfig, config_from_dict, differing_keys, dump_config, load_config, read_yaml,
+)
+from synthreid.errors import ConfigError
 from synthreid.scene.sampling import sample_character, sample_images
 
 
@@ -23,15 +28,40 @@ class PreviewResult:
     rendered: int  # images rendered by this call (the rest were already there)
 
 
+OUTPUTS = ("images", "masks", "records", "keypoints.json", "contact_sheet.png", "config.yaml")
+
+
+def _claim_folder(out: Path, asked: dict, overwrite: bool) -> None:
+    present = [name for name in OUTPUTS if (out / name).exists()]
+    if not present:
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    saved_path = out / "config.yaml"
+    saved = read_yaml(saved_path) if saved_path.is_file() else {}
+    differ = differing_keys(saved, asked) if saved else ["config.yaml (missing)"]
+    if not differ:
+        return  # the same preview: resume it
+    if not overwrite:
+        raise ConfigError(f"{out}: holds a preview with other settings ({', '.join(differ[:6])}"
+                          f"{', ...' if len(differ) > 6 else ''}); use another --out, or "
+                          f"--overwrite to replace it")
+    for name in present:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
 def _done(out: Path, stems: list[str]) -> bool:
     return all((out / "records" / f"{stem}.json").exists() for stem in stems)
 
 
 def preview(preset: str | Path | GenerationConfig, characters: int, images: int, seed: int,
             out: str | Path, engine: str | None = None, crop: str | None = None,
-            samples: int | None = None, progress: bool = True) -> PreviewResult:
+            samples: int | None = None, progress: bool = True,
+            overwrite: bool = False) -> PreviewResult:
     """Render `characters` x `images` of a preset into `out`, resumably: images already
-    rendered (their record exists) are kept, so an interrupted preview picks up where it was."""
+    rendered (their record exists) are kept, so an interrupted preview picks up where it was.
+    A folder holding a preview of other settings (config, seed) is refused unless
+    `overwrite`, which removes that preview first."""
     from synthreid.render.coco import coco_keypoints
     from synthreid.render.contact_sheet import contact_sheet
     from synthreid.render.renderer import image_stem
@@ -44,8 +74,8 @@ def preview(preset: str | Path | GenerationConfig, characters: int, images: int,
             data[section][key] = value
     config = config_from_dict(data, "preview options")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(config) + f"seed: {seed}\n")
+    _claim_folder(out, {**config.model_dump(mode="json"), "seed": seed}, overwrite)
+    atomic.write_text(out / "config.yaml", dump_config(config) + f"seed: {seed}\n")
 
     jobs = []
     for character_id in range(characters):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, model_validator
 
-from synthreid.config import Strict, deep_merge, read_yaml, validate_model
+from synthreid.config import Strict, deep_merge, differing_keys, read_yaml, validate_model
 from synthreid.errors import ConfigError
 from synthreid.reid.data import INPUT_SIZE, Augment
 from synthreid.reid.losses import LossConfig
@@ -102,14 +102,5 @@ def read_saved_config(path: Path) -> TrainConfig:
 
 def differing_fields(saved: TrainConfig, asked: TrainConfig) -> list[str]:
     """Dotted names of the settings where two configs differ (runtime-only settings aside)."""
-    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                out.update(flat(item, f"{prefix}{key}."))
-            return out
-        return {prefix.rstrip("."): value}
-
-    a, b = flat(saved.model_dump(mode="json")), flat(asked.model_dump(mode="json"))
-    return [key for key in dict.fromkeys([*a, *b])
-            if key not in RUNTIME_ONLY and a.get(key) != b.get(key)]
+    return differing_keys(saved.model_dump(mode="json"), asked.model_dump(mode="json"),
+                          ignore=RUNTIME_ONLY)
