@@ -220,11 +220,11 @@ def dataset(
     from synthreid.datasets import IdSplit, read_dataset
 
     options: dict = {}
-    if kind in ("folders", "pattern"):
-        options["split"] = IdSplit(test_ids, test_count, test_fraction, split_file, seed)
-    if kind == "pattern":
-        options["pattern"] = pattern or ""
     with _one_line_errors():
+        if kind in ("folders", "pattern"):
+            options["split"] = IdSplit(test_ids, test_count, test_fraction, split_file, seed)
+        if kind == "pattern":
+            options["pattern"] = pattern or ""
         typer.echo(read_dataset(kind, root, **options).summary())
 
 

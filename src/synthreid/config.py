@@ -300,9 +300,15 @@ def _raw_config(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> tuple[d
         data, source = read_yaml(path), path
     parent = data.pop("extends", None)
     if parent is not None:
-        if isinstance(source, Path) and str(parent) not in PRESET_NAMES:
-            parent = source.parent / str(parent)
-        base, _ = _raw_config(parent, seen + (key,))
+        if not isinstance(parent, str) or not parent.strip():
+            raise ConfigError(f"{source}: extends: expected a preset name or a file path, got "
+                              f"{parent!r}")
+        if isinstance(source, Path) and parent not in PRESET_NAMES:
+            parent = source.parent / parent
+        try:
+            base, _ = _raw_config(parent, seen + (key,))
+        except ConfigError as error:
+            raise ConfigError(f"{source}: extends: {error}") from None
         data = deep_merge(base, data)
     return data, source
 

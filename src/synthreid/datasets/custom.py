@@ -34,11 +34,20 @@ class IdSplit:
     file: Path | None = None
     seed: int = 0
 
-    def test_ids(self, ids: list[int]) -> set[int]:
+    def __post_init__(self) -> None:
         given = [v is not None for v in (self.ranges, self.count, self.fraction, self.file)]
         if sum(given) != 1:
             raise DatasetError("split: give exactly one of test id ranges, a count, a fraction "
-                               "or a split file")
+                               "or a split file (e.g. --test-count 100)")
+        if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
+            raise DatasetError(f"split: count must be a whole number >= 1, got {self.count!r}")
+        if self.fraction is not None and (not isinstance(self.fraction, (int, float))
+                                          or not 0 < self.fraction < 1):
+            raise DatasetError(f"split: fraction must lie in (0, 1), got {self.fraction!r}")
+        if not isinstance(self.seed, int):
+            raise DatasetError(f"split: seed must be a whole number, got {self.seed!r}")
+
+    def test_ids(self, ids: list[int]) -> set[int]:
         if self.ranges is not None:
             return _parse_ranges(self.ranges) & set(ids)
         if self.file is not None:
@@ -60,7 +69,7 @@ class IdSplit:
 
 def _parse_ranges(text: str) -> set[int]:
     ids: set[int] = set()
-    for part in text.split(","):
+    for part in str(text).split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if match is None:
             raise DatasetError(f"split: bad id range {part.strip()!r} (expected e.g. 301-450,500)")

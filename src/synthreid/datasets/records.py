@@ -68,13 +68,16 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def check_readable(paths: list[Path]) -> None:
-    """Open each image's header; a damaged file stops the read with its path."""
+    """Decode each image whole (a truncated JPEG has a valid header); a damaged file stops the
+    read with its path, before any training or evaluation starts."""
     for path in paths:
         try:
             with Image.open(path) as image:
-                image.size  # noqa: B018 - reading the header is the check
-        except (UnidentifiedImageError, OSError) as error:
-            raise DatasetError(f"{path}: unreadable image ({type(error).__name__})") from None
+                image.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                Image.DecompressionBombError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DatasetError(f"{path}: unreadable image ({reason})") from None
 
 
 def parse_names(paths: list[Path], pattern: re.Pattern, example: str,

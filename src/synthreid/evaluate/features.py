@@ -19,10 +19,16 @@ def load_features(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise EvaluationError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError):
+        data = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
         raise EvaluationError(f"{path}: not a .npz archive of arrays") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise EvaluationError(f"{path}: a single .npy array, not a .npz archive of arrays")
+    try:
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        raise EvaluationError(f"{path}: damaged .npz archive") from None
     split = all(f"{s}_{k}" in arrays for s in ("query", "gallery") for k in SPLIT_KEYS)
     pooled = all(k in arrays for k in SPLIT_KEYS)
     if not (split or pooled):
@@ -32,12 +38,39 @@ def load_features(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _group(arrays: dict[str, np.ndarray], prefix: str) -> tuple[np.ndarray, ...] | None:
+    """(features, ids, cams) under a prefix, checked; None when the file has none of them."""
+    from synthreid.evaluate.protocols import check_samples
+
+    keys = [f"{prefix}{k}" for k in SPLIT_KEYS]
+    if not any(k in arrays for k in keys):
+        return None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise EvaluationError(f"feature file: {', '.join(missing)} missing beside "
+                              f"{', '.join(k for k in keys if k in arrays)}")
+    group = tuple(np.asarray(arrays[k]) for k in keys)
+    check_samples(*group, prefix.rstrip("_") or "features")
+    return group
+
+
+def split_groups(arrays: dict[str, np.ndarray]) -> tuple[tuple, tuple]:
+    query, gallery = _group(arrays, "query_"), _group(arrays, "gallery_")
+    if query is None or gallery is None:
+        raise EvaluationError("this protocol needs query_* and gallery_* arrays")
+    if query[0].shape[1] != gallery[0].shape[1]:
+        raise EvaluationError(f"query features are {query[0].shape[1]}-d but gallery features "
+                              f"{gallery[0].shape[1]}-d")
+    return query, gallery
+
+
 def pooled(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All evaluation samples in one pool, as the thesis protocol draws from."""
-    if all(k in arrays for k in SPLIT_KEYS):
-        return arrays["features"], arrays["ids"], arrays["cams"]
-    return tuple(np.concatenate([arrays[f"query_{k}"], arrays[f"gallery_{k}"]])
-                 for k in SPLIT_KEYS)
+    together = _group(arrays, "")
+    if together is not None:
+        return together
+    query, gallery = split_groups(arrays)
+    return tuple(np.concatenate([q, g]) for q, g in zip(query, gallery))
 
 
 def save_features(path: Path, **arrays: np.ndarray) -> Path:
@@ -58,22 +91,19 @@ def evaluate_arrays(arrays: dict[str, np.ndarray], protocol: str, repeats: int =
     if protocol not in PROTOCOLS:
         raise EvaluationError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got "
                               f"{protocol!r}")
-    ignore = np.asarray(arrays.get("ignore_ids", np.zeros(0, np.int64)))
+    ignore = np.asarray(arrays.get("ignore_ids", np.zeros(0, np.int64))).ravel()
+    if not np.issubdtype(ignore.dtype, np.number):
+        raise EvaluationError(f"ignore_ids must be whole numbers, got {ignore.dtype}")
     if protocol in ("thesis", "cuhk03-openreid"):
         features, ids, cams = pooled(arrays)
-        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise EvaluationError(f"ids must be a 1-d array of integers, got {ids.dtype} "
-                                  f"{ids.shape}")
+        keep = ~np.isin(ids, ignore)
         if protocol == "thesis":
-            people = len(set(ids[(ids >= 0) & ~np.isin(ids, ignore)].tolist()))
+            people = len(set(ids[(ids >= 0) & keep].tolist()))
             return protocols.thesis(features, ids, cams, min(100, people), repeats=repeats,
                                     seed=seed, ignore_ids=ignore)
-        keep = ~np.isin(ids, ignore)
         return protocols.cuhk03_openreid(features[keep], ids[keep], cams[keep],
                                          repeats=repeats, seed=seed)
-    if "query_features" not in arrays:
-        raise EvaluationError(f"the {protocol} protocol needs query_* and gallery_* arrays")
-    split = [arrays[f"{s}_{k}"] for s in ("query", "gallery") for k in SPLIT_KEYS]
+    query, gallery = split_groups(arrays)
     if protocol == "cuhk03-classic":
-        return protocols.cuhk03_classic(*split, repeats=repeats, seed=seed)
-    return protocols.market(*split)
+        return protocols.cuhk03_classic(*query, *gallery, repeats=repeats, seed=seed)
+    return protocols.market(*query, *gallery)

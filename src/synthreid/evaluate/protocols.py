@@ -60,7 +60,7 @@ def squared_euclidean(a: torch.Tensor, b: torch.Tensor, b_norms: torch.Tensor) -
     return d.clamp_min_(0)
 
 
-def _check(features: np.ndarray, ids: np.ndarray, cams: np.ndarray, name: str) -> None:
+def check_samples(features: np.ndarray, ids: np.ndarray, cams: np.ndarray, name: str) -> None:
     if features.ndim != 2 or ids.ndim != 1 or cams.ndim != 1 or not (
             len(features) == len(ids) == len(cams)):
         raise EvaluationError(f"{name}: expected features (N, D) with N ids and N cameras (1-d), "
@@ -100,8 +100,8 @@ def market(query_features, query_ids, query_cams, gallery_features, gallery_ids,
            max_rank: int = 50, block: int = 512, device: torch.device | None = None) -> CMCResult:
     qf, gf = np.asarray(query_features), np.asarray(gallery_features)
     query_ids, query_cams = np.asarray(query_ids), np.asarray(query_cams)
-    _check(qf, query_ids, query_cams, "query")
-    _check(gf, np.asarray(gallery_ids), np.asarray(gallery_cams), "gallery")
+    check_samples(qf, query_ids, query_cams, "query")
+    check_samples(gf, np.asarray(gallery_ids), np.asarray(gallery_cams), "gallery")
     if qf.shape[1] != gf.shape[1]:
         raise EvaluationError(f"query features are {qf.shape[1]}-d but gallery features "
                               f"{gf.shape[1]}-d")
@@ -159,7 +159,7 @@ def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: 
     """The thesis protocol on one pool of evaluation images (ids not used for training).
     Negative ids (junk) and `ignore_ids` (e.g. Market's distractor id 0) are never drawn."""
     features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
-    _check(features, ids, cams, "evaluation set")
+    check_samples(features, ids, cams, "evaluation set")
     device = device or default_device()
     by_id: dict[int, np.ndarray] = {}
     people = (ids >= 0) & ~np.isin(ids, np.asarray(ignore_ids, dtype=ids.dtype))
@@ -199,7 +199,7 @@ def _other_camera_single_shot(features, ids, cams, repeats: int, seed: int, max_
     ties against the match. With `per_query_draws` every query draws its own gallery (Open-ReID's
     `single_gallery_shot`); otherwise one draw per camera and repeat serves all its queries."""
     features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
-    _check(features, ids, cams, "evaluation set")
+    check_samples(features, ids, cams, "evaluation set")
     device = device or default_device()
     people = ids >= 0
     features, ids, cams = features[people], ids[people], cams[people]

@@ -1,0 +1,169 @@
+"""Bad input of every kind ends in one line from a SynthReidError, never another exception:
+the cases users met, then property-based tests (Hypothesis) over random input."""
+
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from synthreid.cli import app
+from synthreid.config import load_config
+from synthreid.datasets import read_dataset, read_dataset_file
+from synthreid.errors import SynthReidError
+from synthreid.evaluate.features import evaluate_arrays, load_features
+from synthreid.evaluate.protocols import CMCResult
+
+PROPERTY = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def one_line(result) -> str:
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    return result.output
+
+
+def test_the_reported_cases_are_one_line_errors(tmp_path):
+    runner = CliRunner()
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "a.npy").rename(tmp_path / "renamed.npz")
+    assert "a single .npy array" in one_line(runner.invoke(
+        app, ["eval", "-f", str(tmp_path / "renamed.npz")]))
+    (tmp_path / "zero.npz").write_bytes(b"")
+    assert "not a .npz archive" in one_line(runner.invoke(
+        app, ["eval", "-f", str(tmp_path / "zero.npz")]))
+    ids, cams = np.repeat(np.arange(120), 2), np.tile([1, 2], 120)
+    np.savez(tmp_path / "strings.npz", features=np.eye(120)[ids], ids=ids.astype(str), cams=cams)
+    assert "features: ids must be whole numbers, got <U21" in one_line(runner.invoke(
+        app, ["eval", "-f", str(tmp_path / "strings.npz"), "--protocol", "thesis"]))
+    features = np.eye(120)[ids]
+    np.savez(tmp_path / "cams.npz", query_features=features, query_ids=ids,
+             query_cams=np.stack([cams, cams], 1), gallery_features=features, gallery_ids=ids,
+             gallery_cams=cams)
+    assert "cameras (240, 2)" in one_line(runner.invoke(
+        app, ["eval", "-f", str(tmp_path / "cams.npz")]))
+    for pid in (1, 2):
+        (tmp_path / "people" / str(pid)).mkdir(parents=True)
+        Image.new("RGB", (8, 16)).save(tmp_path / "people" / str(pid) / "a.jpg")
+    assert "give exactly one of test id ranges" in one_line(runner.invoke(
+        app, ["dataset", "folders", str(tmp_path / "people")]))
+    noise = np.random.default_rng(0).integers(0, 255, (64, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "people" / "2" / "b.jpg")
+    data = (tmp_path / "people" / "2" / "b.jpg").read_bytes()
+    (tmp_path / "people" / "2" / "b.jpg").write_bytes(data[:int(len(data) * 0.9)])  # header ok
+    assert "b.jpg: unreadable image (image file is truncated" in one_line(runner.invoke(
+        app, ["dataset", "folders", str(tmp_path / "people"), "--test-count", "1"]))
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
+    assert "not a text file" in one_line(runner.invoke(
+        app, ["preview", str(tmp_path / "binary.yaml"), "--out", str(tmp_path / "p")]))
+    (tmp_path / "folder.yaml").mkdir()
+    assert "a folder, not a YAML file" in one_line(runner.invoke(
+        app, ["preview", str(tmp_path / "folder.yaml"), "--out", str(tmp_path / "p")]))
+    db = f"sqlite:///{tmp_path / 'typo.db'}"
+    assert "does not exist" in one_line(runner.invoke(app, ["status", "--db", db]))
+    assert "does not exist" in one_line(runner.invoke(
+        app, ["export", "r", "--out", str(tmp_path / "x"), "--db", db]))
+    assert not (tmp_path / "typo.db").exists()
+    good = f"sqlite:///{tmp_path / 'jobs.db'}"
+    assert "run name: expected 1 to 200" in one_line(runner.invoke(
+        app, ["plan", "I", "--run", "", "--db", good, "-c", "1"]))
+    assert "--lease: expected seconds > 0" in one_line(runner.invoke(
+        app, ["render", "--db", good, "--lease", "0"]))
+
+
+yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                         st.floats(allow_nan=True), st.text(max_size=12))
+yaml_values = st.recursive(yaml_scalars, lambda children: st.one_of(
+    st.lists(children, max_size=4),
+    st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=10), children, max_size=4)),
+    max_leaves=12)
+CONFIG_KEYS = ["name", "characters", "body", "clothes", "hair", "room", "camera", "crop",
+               "render", "gait", "extends", "accessories", "images_per_character"]
+
+
+@PROPERTY
+@given(st.dictionaries(st.sampled_from(CONFIG_KEYS), yaml_values, max_size=5))
+def test_any_config_file_loads_or_fails_in_one_line(tmp_path_factory, fields):
+    path = tmp_path_factory.mktemp("cfg") / "mine.yaml"
+    path.write_text(yaml.safe_dump({"extends": "II", **fields}))
+    try:
+        load_config(path)
+    except SynthReidError as error:
+        assert "\n" not in str(error) and str(path) in str(error)
+
+
+@PROPERTY
+@given(st.binary(max_size=200))
+def test_any_bytes_as_a_config_file_fail_in_one_line(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("cfg") / "bytes.yaml"
+    path.write_bytes(data)
+    try:
+        load_config(path)
+    except SynthReidError as error:
+        assert "\n" not in str(error)
+
+
+name_parts = st.text(string.ascii_letters + string.digits + "_-.", min_size=1, max_size=16)
+
+
+@PROPERTY
+@given(names=st.lists(name_parts, min_size=1, max_size=6),
+       contents=st.lists(st.binary(max_size=64) | st.just(b"png"), min_size=6, max_size=6))
+def test_any_market_folder_reads_or_fails_in_one_line(tmp_path_factory, names, contents):
+    root = tmp_path_factory.mktemp("market")
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        (root / folder).mkdir()
+    for i, (name, data) in enumerate(zip(names, contents)):
+        target = root / ["bounding_box_train", "bounding_box_test", "query"][i % 3] / name
+        if data == b"png":
+            Image.new("RGB", (4, 8)).save(target, format="PNG")
+        else:
+            target.write_bytes(data)
+    try:
+        read_dataset("market1501", root)
+    except SynthReidError as error:
+        assert "\n" not in str(error)
+
+
+@PROPERTY
+@given(yaml_values)
+def test_any_dataset_yaml_reads_or_fails_in_one_line(tmp_path_factory, spec):
+    path = tmp_path_factory.mktemp("ds") / "data.yaml"
+    if isinstance(spec, dict):
+        spec = {"layout": "pattern", "root": ".", **spec}
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        read_dataset_file(path)
+    except SynthReidError as error:
+        assert "\n" not in str(error)
+
+
+arrays = st.one_of(
+    st.builds(lambda n, d, seed: np.random.default_rng(seed).normal(size=(n, d)),
+              st.integers(0, 6), st.integers(1, 4), st.integers(0, 9)),
+    st.builds(lambda n, seed: np.random.default_rng(seed).integers(-2, 5, n),
+              st.integers(0, 8), st.integers(0, 9)),
+    st.builds(lambda n, m: np.zeros((n, m), np.int64), st.integers(0, 4), st.integers(1, 3)),
+    st.just(np.array(["a", "b"])), st.just(np.array([np.nan, 1.0])), st.just(np.zeros(0)))
+KEYS = ["features", "ids", "cams", "query_features", "query_ids", "query_cams",
+        "gallery_features", "gallery_ids", "gallery_cams", "ignore_ids"]
+
+
+@PROPERTY
+@given(st.dictionaries(st.sampled_from(KEYS), arrays, min_size=1, max_size=10),
+       st.sampled_from(["thesis", "market", "cuhk03-new", "cuhk03-classic", "cuhk03-openreid"]))
+def test_any_feature_file_evaluates_or_fails_in_one_line(tmp_path_factory, contents, protocol):
+    path = tmp_path_factory.mktemp("f") / "features.npz"
+    np.savez(path, **contents)
+    try:
+        result = evaluate_arrays(load_features(path), protocol, repeats=2)
+    except SynthReidError as error:
+        assert "\n" not in str(error)
+    else:
+        assert isinstance(result, CMCResult) and np.isfinite(result.cmc).all()
