@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 
 from synthreid.datasets import read_dataset
+from synthreid.reid.config import TrainConfig
 from synthreid.reid.data import Augment
 from synthreid.reid.losses import LossConfig
 from synthreid.reid.model import ModelArgs, ReidModel
-from synthreid.reid.config import TrainConfig
 from synthreid.reid.train import Trainer
 
 

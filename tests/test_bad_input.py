@@ -2,10 +2,8 @@
 the cases users met, then property-based tests (Hypothesis) over random input."""
 
 import string
-from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -15,7 +15,13 @@ from synthreid.reid.backbones import ResNet50
 from synthreid.reid.checkpoint import load_checkpoint, model_from_checkpoint
 from synthreid.reid.config import TrainConfig, load_train_config, read_saved_config
 from synthreid.reid.data import (
-    MEAN, STD, Augment, ColourJitter, IdentitySampler, augment, to_tensor,
+    MEAN,
+    STD,
+    Augment,
+    ColourJitter,
+    IdentitySampler,
+    augment,
+    to_tensor,
 )
 from synthreid.reid.losses import LossConfig
 from synthreid.reid.model import ModelArgs, ReidModel

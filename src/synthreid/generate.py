@@ -13,7 +13,12 @@ from pathlib import Path
 
 from synthreid import atomic
 from synthreid.config import (
-    GenerationConfig, config_from_dict, differing_keys, dump_config, load_config, read_yaml,
+    GenerationConfig,
+    config_from_dict,
+    differing_keys,
+    dump_config,
+    load_config,
+    read_yaml,
 )
 from synthreid.errors import ConfigError
 from synthreid.scene.sampling import sample_character, sample_images
@@ -87,8 +92,13 @@ def preview(preset: str | Path | GenerationConfig, characters: int, images: int,
 
     rendered = 0
     if jobs:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         from synthreid.render.renderer import Renderer
 

@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from synthreid.datasets.records import (
-    ImageRecord, ReidDataset, assign_cameras, check_readable, list_images, parse_names,
+    ImageRecord,
+    ReidDataset,
+    assign_cameras,
+    check_readable,
+    list_images,
+    parse_names,
     split_query_gallery,
 )
 from synthreid.errors import DatasetError

@@ -9,7 +9,11 @@ import re
 from pathlib import Path
 
 from synthreid.datasets.records import (
-    ImageRecord, ReidDataset, check_readable, list_images, parse_names,
+    ImageRecord,
+    ReidDataset,
+    check_readable,
+    list_images,
+    parse_names,
 )
 
 MARKET_NAME = re.compile(r"^(?P<pid>-?\d+)_c(?P<camid>\d+)")

@@ -13,7 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from synthreid.datasets.records import (
-    ImageRecord, ReidDataset, check_readable, list_images, parse_names,
+    ImageRecord,
+    ReidDataset,
+    check_readable,
+    list_images,
+    parse_names,
 )
 
 VIPER_NAME = re.compile(r"^(?P<pid>\d+)_\d+")

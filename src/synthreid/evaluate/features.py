@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthreid import atomic
 from synthreid.errors import EvaluationError
 from synthreid.evaluate import PROTOCOLS
 
@@ -74,9 +75,8 @@ def pooled(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def save_features(path: Path, **arrays: np.ndarray) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic.atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
     return path
 
 

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from synthreid import atomic
 from synthreid.evaluate.protocols import CMCResult
 
 RANKS = (1, 5, 10, 20)
@@ -83,10 +84,9 @@ def plot_cmc(results: dict[str, CMCResult], path: Path, max_rank: int = 50,
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -96,9 +96,5 @@ def write_report(results: dict[str, CMCResult], out_dir: Path, title: str = "CMC
     paths = {"plot": plot_cmc(results, out_dir / "cmc.png", title=title)}
     for suffix, text in (("md", markdown(results)), ("csv", to_csv(results)),
                          ("json", to_json(results))):
-        path = out_dir / f"cmc.{suffix}"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        paths[suffix] = path
+        paths[suffix] = atomic.write_text(out_dir / f"cmc.{suffix}", text)
     return paths

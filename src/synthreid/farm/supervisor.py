@@ -79,8 +79,13 @@ def _spawn(db_url: str, storage_url: str, run: str | None, lease_s: float, threa
 def render_run(db_url: str, storage_url: str, workers: int | None = None, run: str | None = None,
                lease_s: float = 120.0, progress: bool = True) -> RunStatus:
     """Render every outstanding job (of `run`, or of all runs) with local workers."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from synthreid.farm.worker import WorkerOptions
 

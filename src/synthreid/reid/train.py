@@ -29,7 +29,10 @@ from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
 from synthreid.reid.checkpoint import load_checkpoint, save_checkpoint
 from synthreid.reid.config import (
-    TrainConfig, differing_fields, dump_train_config, read_saved_config,
+    TrainConfig,
+    differing_fields,
+    dump_train_config,
+    read_saved_config,
 )
 from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
 from synthreid.reid.features import extract_features

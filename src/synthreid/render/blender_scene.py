@@ -20,7 +20,10 @@ from synthreid.config import RenderConfig
 from synthreid.errors import RenderError
 from synthreid.render.crop import Crop, PinholeCamera
 from synthreid.render.materials import (
-    REST_ATTRIBUTE, garment_material, image_material, new_material,
+    REST_ATTRIBUTE,
+    garment_material,
+    image_material,
+    new_material,
 )
 from synthreid.scene.backgrounds import cubemap_faces
 from synthreid.scene.spec import CharacterSpec, ImageSpec, RoomSpec

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from synthreid import atomic
+
 
 def contact_sheet(image_paths: list[Path], out_path: Path, cell_height: int = 128,
                   gap: int = 4) -> Path:
@@ -31,7 +33,6 @@ def contact_sheet(image_paths: list[Path], out_path: Path, cell_height: int = 12
         for thumb in row:
             sheet.paste(thumb, (x, gap + r * (cell_height + gap)))
             x += thumb.width + gap
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    sheet.save(tmp)
-    tmp.replace(out_path)
+    with atomic.atomic_path(out_path) as tmp:
+        sheet.save(tmp)
     return out_path

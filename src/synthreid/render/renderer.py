@@ -8,7 +8,6 @@ half-written image behind.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from synthreid import package_versions
+from synthreid.atomic import atomic_path
 from synthreid.body.character import CharacterGeometry
 from synthreid.body.model import COCO17, BodyModel
 from synthreid.config import GenerationConfig
@@ -101,13 +101,25 @@ class Renderer:
 
         stem = image_stem(character.character_id, image.image_index)
         rgb, mask = folders["images"] / f"{stem}.png", folders["masks"] / f"{stem}.png"
-        tmp_rgb, tmp_mask = rgb.with_name(f".{stem}.tmp.png"), mask.with_name(f".{stem}.tmp.png")
-        self.scene.render_rgb(tmp_rgb, image.seed)
-        self.scene.render_mask(tmp_mask)
-        t = self.timings.add("render", t)
+        record_path = folders["records"] / f"{stem}.json"
+        # Renamed into place in the order image, mask, record (the innermost block ends
+        # first): a record exists only beside its image and mask, which is what resume checks.
+        with atomic_path(record_path) as tmp_record, atomic_path(mask) as tmp_mask, \
+                atomic_path(rgb) as tmp_rgb:
+            self.scene.render_rgb(tmp_rgb, image.seed)
+            self.scene.render_mask(tmp_mask)
+            t = self.timings.add("render", t)
+            record = self._record(stem, character, image, camera, target, crop, posed,
+                                  geometry)
+            tmp_record.write_text(json.dumps(record, indent=1))
+        self.timings.add("write", t)
+        return RenderedImage(stem=stem, rgb=rgb, mask=mask, record=record)
+
+    def _record(self, stem, character, image, camera, target, crop, posed, geometry) -> dict:
+        crop_config, cam = self.config.crop, image.camera
 
         keypoints = self._keypoints(camera, crop, posed.keypoints)
-        record = {
+        return {
             "stem": stem, "character": character.model_dump(mode="json"),
             "image": image.model_dump(mode="json"),
             "camera": {"position": camera.position.tolist(), "target": target.tolist(),
@@ -120,13 +132,6 @@ class Renderer:
             "body_phenotype": geometry.shaped.phenotype,
             "versions": self._versions,
         }
-        record_path = folders["records"] / f"{stem}.json"
-        tmp_record = record_path.with_name(f".{stem}.tmp.json")
-        tmp_record.write_text(json.dumps(record, indent=1))
-        for tmp, final in ((tmp_rgb, rgb), (tmp_mask, mask), (tmp_record, record_path)):
-            os.replace(tmp, final)
-        self.timings.add("write", t)
-        return RenderedImage(stem=stem, rgb=rgb, mask=mask, record=record)
 
     def _keypoints(self, camera: PinholeCamera, crop, keypoints3d: np.ndarray) -> list[list]:
         """COCO (x, y, v) in crop pixels: v=2 visible, 1 inside the crop but hidden, 0 outside

@@ -12,8 +12,16 @@ from synthreid.config import GenerationConfig
 from synthreid.scene.camera import sample_unit_directions
 from synthreid.scene.colours import room_colour, sample_colour
 from synthreid.scene.spec import (
-    AccessorySpec, BodySpec, CameraSpec, CharacterSpec, GaitSpec, GarmentSpec, HairSpec,
-    ImageSpec, RoomSpec, TextureSpec,
+    AccessorySpec,
+    BodySpec,
+    CameraSpec,
+    CharacterSpec,
+    GaitSpec,
+    GarmentSpec,
+    HairSpec,
+    ImageSpec,
+    RoomSpec,
+    TextureSpec,
 )
 
 # Texture scales (repeats per metre) that look like real fabric at re-id resolutions.
