@@ -24,6 +24,7 @@ from synthreid.datasets.records import (
     parse_names,
     split_query_gallery,
 )
+from synthreid.datasets.splits import draw_ids
 from synthreid.errors import DatasetError
 
 CAMERA_IN_NAME = re.compile(r"(?:^|_)c(?:am)?(?P<camid>\d+)", re.IGNORECASE)
@@ -60,8 +61,7 @@ class IdSplit:
         count = self.count if self.count is not None else round(self.fraction * len(ids))
         if not 0 < count < len(ids):
             raise DatasetError(f"split: {count} test ids of {len(ids)} leaves no train or no test")
-        rng = np.random.default_rng(self.seed)
-        return set(rng.choice(sorted(ids), size=count, replace=False).tolist())
+        return draw_ids(ids, count, np.random.default_rng(self.seed))
 
     def describe(self) -> str:
         if self.ranges is not None:

@@ -19,6 +19,7 @@ from synthreid.datasets.records import (
     list_images,
     parse_names,
 )
+from synthreid.datasets.splits import draw_ids
 
 VIPER_NAME = re.compile(r"^(?P<pid>\d+)_\d+")
 PRID_NAME = re.compile(r"^person_(?P<pid>\d+)")
@@ -36,8 +37,7 @@ def _cameras(root: Path, pattern: re.Pattern, example: str,
 
 
 def _split(paired: list[int], test_count: int, seed: int) -> set[int]:
-    rng = np.random.default_rng(seed)
-    return set(rng.choice(paired, size=min(test_count, len(paired)), replace=False).tolist())
+    return draw_ids(paired, test_count, np.random.default_rng(seed))
 
 
 def read_viper(root: str | Path, seed: int = 0, check_images: bool = True) -> ReidDataset:

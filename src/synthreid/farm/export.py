@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 
+from synthreid.datasets.splits import hold_out
 from synthreid.errors import JobError
 from synthreid.farm.db import characters, connect, images, run_id, runs
 from synthreid.farm.storage import Storage
@@ -38,9 +39,8 @@ def _split_ids(ids: list[int], seed: int) -> dict[str, set[int]]:
     held = min(HELD_OUT, len(ids) // 4)
     if held < 1:
         raise JobError(f"export needs at least 4 finished characters, the run has {len(ids)}")
-    order = np.random.default_rng([seed, 2]).permutation(sorted(ids))
-    return {"test": set(order[:held].tolist()), "val": set(order[held:2 * held].tolist()),
-            "train": set(order[2 * held:].tolist())}
+    (test, val), train = hold_out(ids, [held, held], np.random.default_rng([seed, 2]))
+    return {"test": test, "val": val, "train": train}
 
 
 def _hex(colour: list[float]) -> str:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from synthreid import atomic
 from synthreid.datasets import ReidDataset, relabel
 from synthreid.datasets.records import ImageRecord
+from synthreid.datasets.splits import draw_ids
 from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
 from synthreid.reid.checkpoint import load_checkpoint, save_checkpoint
@@ -52,7 +53,7 @@ def split_validation(dataset: ReidDataset, count: int,
     if count < 2:
         raise ReidError(f"{dataset.name}: too few training ids ({len(ids)}) to hold out a "
                         f"validation set")
-    held = set(np.random.default_rng([seed, 7]).choice(ids, count, replace=False).tolist())
+    held = draw_ids(ids, count, np.random.default_rng([seed, 7]))
     return ([r for r in dataset.train if r.pid not in held],
             [r for r in dataset.train if r.pid in held])
 
