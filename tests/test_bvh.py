@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from synthreid.body.bvh import parse_bvh, retarget
-from synthreid.config import config_from_dict, load_config
+from synthreid.config import check_assets, config_from_dict, load_config
 from synthreid.errors import ConfigError
 from synthreid.scene.sampling import sample_character
 from synthreid.scene.spec import BodySpec
@@ -118,8 +118,8 @@ def test_presets_take_a_bvh_folder_and_characters_move_with_it(posed_heads, tmp_
     first, second = geometry.pose(0.0, 0.0), geometry.pose(0.3, 0.0)  # frames 0 and 1
     assert not np.allclose(first.vertices["body"], second.vertices["body"])
     data["gait"]["bvh_folder"] = str(tmp_path)
-    with pytest.raises(ConfigError, match="holds no .bvh files"):
-        config_from_dict(data)
+    with pytest.raises(ConfigError, match="gait.bvh_folder: folder .* holds no .bvh files"):
+        check_assets(config_from_dict(data))
 
 
 def test_a_broken_bvh_file_is_named(tmp_path):

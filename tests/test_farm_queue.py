@@ -9,7 +9,15 @@ from sqlalchemy import select, text, update
 from synthreid.config import load_config
 from synthreid.errors import JobError
 from synthreid.farm import queue
-from synthreid.farm.db import characters, connect, images, jobs, run_id, schema_version
+from synthreid.farm.db import (
+    assets,
+    characters,
+    connect,
+    images,
+    jobs,
+    run_id,
+    schema_version,
+)
 from synthreid.farm.plan import plan_run
 
 
@@ -169,15 +177,17 @@ def test_a_stalled_worker_cannot_delete_the_files_of_the_claim_that_completed(db
     assert storage.list(prefix_a) == []
 
 
-def test_a_version_1_database_is_migrated(db_url):
+def test_a_version_1_database_is_migrated_to_the_current_schema(db_url):
     engine = planned(db_url, count=1)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE jobs DROP COLUMN token"))
+        conn.execute(text("DROP TABLE assets"))
         conn.execute(update(schema_version).values(version=1))
     engine.dispose()
     engine = connect(db_url)
     with engine.connect() as conn:
-        assert conn.execute(select(schema_version.c.version)).scalar() == 2
+        assert conn.execute(select(schema_version.c.version)).scalar() == 3
+        assert conn.execute(select(assets)).all() == []
     assert queue.claim(engine, "w", lease_s=60).token
 
 

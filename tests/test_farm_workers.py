@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from synthreid.cli import app
 from synthreid.config import config_from_dict, load_config
+from synthreid.farm.db import characters as characters_table
 from synthreid.farm.db import connect, images, jobs
 from synthreid.farm.plan import plan_run
 from synthreid.farm.storage import Storage, sha256_of
@@ -270,3 +271,34 @@ def test_sigterm_gives_the_current_job_back_untouched(tmp_path):
         job = c.execute(select(jobs)).mappings().one()
     assert (job["status"], job["attempts"], job["worker"]) == ("pending", 0, None)
     assert not rendering()  # its partial upload was removed
+
+
+def test_a_job_needs_none_of_the_planning_machines_files(tmp_path, monkeypatch, body_model):
+    """Plan with a user cubemap folder and a BVH folder, then take both away (as on another
+    machine, with an empty cache): the worker renders from what the job database holds."""
+    import shutil
+
+    from test_bvh import cmu_like_bvh
+
+    from synthreid.scene.backgrounds import builtin_cubemap
+
+    cubemap = tmp_path / "planner" / "mall"
+    shutil.copytree(builtin_cubemap("office"), cubemap)
+    motions = tmp_path / "planner" / "bvh"
+    motions.mkdir()
+    (motions / "walk.bvh").write_text(cmu_like_bvh([{}, {"LeftUpLeg": (0, 0, -30)}]))
+    config = tiny("IV", kind="cubemap", cubemaps=[str(cubemap)])
+    config = config.model_copy(update={"gait": config.gait.model_copy(
+        update={"bvh_folder": str(motions)})})
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    engine = connect(db_url)
+    plan_run(engine, "frozen", config, 2, 1, seed=4)
+    with engine.connect() as c:
+        specs = json.dumps(c.execute(select(characters_table.c.spec)).scalars().all())
+    assert str(tmp_path / "planner") not in specs and "asset:" in specs
+    shutil.rmtree(tmp_path / "planner")
+    monkeypatch.setenv("SYNTHREID_CACHE", str(tmp_path / "other-machine-cache"))
+    report = Worker(db_url, str(tmp_path / "storage")).run()
+    assert (report.done, report.failed, report.errors) == (2, 0, [])
+    cached = list((tmp_path / "other-machine-cache" / "assets").rglob("*"))
+    assert any(p.suffix == ".bvh" for p in cached) and any(p.name.startswith("px") for p in cached)

@@ -153,27 +153,48 @@ class RoomConfig(Strict):
         if self.kind != "cuboid" and not self.cubemaps:
             raise ValueError(f"room.kind {self.kind!r} needs at least one entry in cubemaps")
         for source in self.cubemaps:
-            _check_background_source(self.kind, source)
+            if source.startswith("builtin:") and \
+                    source.removeprefix("builtin:") not in BUILTIN_CUBEMAPS:
+                raise ValueError(f"cubemaps: unknown {source!r}; built-in ones are "
+                                 f"{', '.join('builtin:' + n for n in BUILTIN_CUBEMAPS)}")
         return self
+
+
+def check_assets(config: GenerationConfig, source: object = "config") -> None:
+    """The files a config names (cubemap folders, equirect images, BVH folders) exist and hold
+    what they should. Checked where a config is loaded from the user, not where a stored one
+    is read back: a farm worker renders from the job database, not from these paths."""
+    try:
+        for background in config.room.cubemaps:
+            _check_background_source(config.room.kind, background)
+        _check_motions(config.gait.bvh_folder)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def _check_motions(folder: str | None) -> None:
+    if folder is not None:
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"gait.bvh_folder: folder {path} does not exist")
+        if not any(path.glob("*.bvh")):
+            raise ValueError(f"gait.bvh_folder: folder {path} holds no .bvh files")
 
 
 def _check_background_source(kind: str, source: str) -> None:
     if source.startswith("builtin:"):
-        if source.removeprefix("builtin:") not in BUILTIN_CUBEMAPS:
-            raise ValueError(f"cubemaps: unknown {source!r}; built-in ones are "
-                             f"{', '.join('builtin:' + n for n in BUILTIN_CUBEMAPS)}")
         return
     path = Path(source).expanduser()
     if kind == "equirect":
         if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"cubemaps: {path} is not an equirectangular image file")
+            raise ValueError(f"room.cubemaps: {path} is not an equirectangular image file")
         return
     if not path.is_dir():
-        raise ValueError(f"cubemaps: folder {path} does not exist")
+        raise ValueError(f"room.cubemaps: folder {path} does not exist")
     names = {p.stem for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     missing = [face for face in CUBEMAP_FACES if face not in names]
     if missing:
-        raise ValueError(f"cubemaps: folder {path} lacks face images {', '.join(missing)} "
+        raise ValueError(f"room.cubemaps: folder {path} lacks face images {', '.join(missing)} "
                          f"(expected {', '.join(CUBEMAP_FACES)} as .png/.jpg)")
 
 
@@ -223,17 +244,6 @@ class GaitConfig(Strict):
     bvh_folder: str | None = None  # motion capture (CMU BVH); None: the parametric walk
 
     _check = field_validator("stride", "arm_swing")(_positive_interval)
-
-    @field_validator("bvh_folder")
-    @classmethod
-    def _has_motions(cls, folder: str | None) -> str | None:
-        if folder is not None:
-            path = Path(folder).expanduser()
-            if not path.is_dir():
-                raise ValueError(f"folder {path} does not exist")
-            if not any(path.glob("*.bvh")):
-                raise ValueError(f"folder {path} holds no .bvh files")
-        return folder
 
 
 class GenerationConfig(Strict):
@@ -321,7 +331,9 @@ def _raw_config(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> tuple[d
 def load_config(name_or_path: str | Path) -> GenerationConfig:
     """Load a preset (I, II, III, IV) or a YAML file; raise ConfigError naming the bad field."""
     data, source = _raw_config(name_or_path)
-    return config_from_dict(data, source)
+    config = config_from_dict(data, source)
+    check_assets(config, source)
+    return config
 
 
 def config_from_dict(data: dict[str, Any], source: object = "config") -> GenerationConfig:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -34,7 +35,7 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from synthreid.errors import JobError
 
-SCHEMA_VERSION = 2  # 2: jobs.token, a unique token per claim
+SCHEMA_VERSION = 3  # 2: jobs.token, a unique token per claim; 3: assets
 metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
@@ -89,6 +90,14 @@ jobs = Table(
     Column("lease_until", Float),
     Column("finished_at", Float),
     Column("last_error", Text),
+)
+
+
+assets = Table(  # user files a run's specs name, by content (see farm/assets.py)
+    "assets", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("suffix", String(16), nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 
@@ -176,6 +185,9 @@ def _migrate(connection, version: int) -> None:
     if version == 1:
         connection.execute(text("ALTER TABLE jobs ADD COLUMN token VARCHAR(32)"))
         version = 2
+    if version == 2:
+        assets.create(connection)
+        version = 3
     connection.execute(schema_version.update().values(version=version))
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from synthreid import package_versions
 from synthreid.config import GenerationConfig
 from synthreid.errors import JobError
+from synthreid.farm.assets import freeze
 from synthreid.farm.db import characters, images, jobs, runs
 from synthreid.scene.sampling import sample_character, sample_images
 
@@ -66,11 +67,12 @@ def _forget(engine: Engine, run: int) -> None:
 
 def _store(engine: Engine, run: int, config: GenerationConfig, done: int, characters_count: int,
            images_count: int, seed: int, progress) -> None:
+    memo: dict[str, str] = {}  # user file -> its asset key, stored once per plan
     for start in range(done, characters_count, BATCH):
         stop = min(start + BATCH, characters_count)
         with engine.begin() as connection:
             for index in range(start, stop):
-                character = sample_character(config, index, seed)
+                character = freeze(connection, sample_character(config, index, seed), memo)
                 row = connection.execute(insert(characters).values(
                     run_id=run, index=index,
                     spec=character.model_dump(mode="json"))).inserted_primary_key[0]

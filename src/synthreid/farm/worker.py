@@ -30,8 +30,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from synthreid.config import config_from_dict
 from synthreid.errors import JobError, SynthReidError
 from synthreid.farm import queue
+from synthreid.farm.assets import materialize
 from synthreid.farm.db import characters, connect, images, job_counts, run_id, runs
 from synthreid.farm.storage import Storage, attempt_prefix
+from synthreid.scene.backgrounds import asset_cache
 from synthreid.scene.spec import CharacterSpec, ImageSpec
 
 
@@ -233,7 +235,8 @@ class Worker:
                 characters.c.id == claim.character_row)).mappings().one()
             views = connection.execute(select(images.c.id, images.c.spec).where(
                 images.c.character_id == claim.character_row).order_by(images.c.index)).all()
-        spec = CharacterSpec.model_validate(row["spec"])
+        spec = materialize(self.engine, CharacterSpec.model_validate(row["spec"]),
+                           asset_cache())
         return row["index"], spec, [(v.id, ImageSpec.model_validate(v.spec)) for v in views]
 
     def _upload(self, prefix: str, image_row: int, image) -> dict:

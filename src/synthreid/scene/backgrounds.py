@@ -71,9 +71,17 @@ def _draw_builtin(name: str) -> dict[str, np.ndarray]:
     return {k: np.clip(v + rng.normal(0, 0.015, v.shape), 0, 1) for k, v in faces.items()}
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get("SYNTHREID_CACHE", Path.home() / ".cache" / "synthreid"))
+
+
 def _cache_dir() -> Path:
-    root = Path(os.environ.get("SYNTHREID_CACHE", Path.home() / ".cache" / "synthreid"))
-    return root / "cubemaps"
+    return _cache_root() / "cubemaps"
+
+
+def asset_cache() -> Path:
+    """Where a farm worker keeps the assets its jobs name (fetched once, by content)."""
+    return _cache_root() / "assets"
 
 
 def builtin_cubemap(name: str) -> Path:

@@ -1,0 +1,99 @@
+"""The files a job needs beyond its spec (a user's cubemap faces, equirectangular images, BVH
+motions) go into the job database by content when the run is planned, and specs name them
+`asset:<sha256><suffix>`. A job is then a frozen, self-contained spec: a worker on any machine
+fetches what it names into a local cache (checked against its hash) and needs none of the
+planning machine's folders. Built-in cubemaps stay `builtin:NAME` (drawn the same everywhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection, Engine
+
+from synthreid import atomic
+from synthreid.errors import JobError
+from synthreid.farm.db import assets
+from synthreid.scene.backgrounds import cubemap_faces
+from synthreid.scene.spec import CharacterSpec
+
+PREFIX = "asset:"
+
+
+def _put(connection: Connection, data: bytes, suffix: str) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    known = connection.execute(select(assets.c.sha256).where(assets.c.sha256 == digest)).first()
+    if known is None:
+        connection.execute(insert(assets).values(sha256=digest, suffix=suffix, data=data))
+    return f"{PREFIX}{digest}{suffix}"
+
+
+def _store_file(connection: Connection, path: str) -> str:
+    file = Path(path).expanduser()
+    return _put(connection, file.read_bytes(), file.suffix.lower())
+
+
+def _store_cubemap(connection: Connection, source: str) -> str:
+    """Each face by content, then a manifest of the faces (the key the spec holds)."""
+    faces = {face: _store_file(connection, str(path)).removeprefix(PREFIX)
+             for face, path in cubemap_faces(source).items()}
+    return _put(connection, json.dumps(faces, sort_keys=True).encode(), ".json")
+
+
+def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) -> CharacterSpec:
+    """The spec with every user file it names replaced by its content key (stored once)."""
+    room, gait = spec.room, spec.gait
+    background, motion = room.background, gait.motion
+    if background and not background.startswith(("builtin:", PREFIX)):
+        if background not in memo:
+            store = _store_cubemap if room.kind == "cubemap" else _store_file
+            memo[background] = store(connection, background)
+        background = memo[background]
+    if motion and not motion.startswith(PREFIX):
+        if motion not in memo:
+            memo[motion] = _store_file(connection, motion)
+        motion = memo[motion]
+    return spec.model_copy(update={
+        "room": room.model_copy(update={"background": background}),
+        "gait": gait.model_copy(update={"motion": motion})})
+
+
+def _fetch(engine: Engine, name: str, cache: Path) -> Path:
+    """The cached file of asset `name` (sha256 + suffix), fetched and checked once."""
+    target = cache / name
+    if target.is_file():
+        return target
+    digest = name.split(".", 1)[0]
+    with engine.connect() as connection:
+        data = connection.execute(select(assets.c.data).where(assets.c.sha256 == digest)).scalar()
+    if data is None:
+        raise JobError(f"asset {name} is not in the job database")
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise JobError(f"asset {name} does not match its checksum")
+    return atomic.write_bytes(target, bytes(data))
+
+
+def materialize(engine: Engine, spec: CharacterSpec, cache: Path) -> CharacterSpec:
+    """The spec with every asset key replaced by a local file (or cubemap folder) in `cache`."""
+    room, gait = spec.room, spec.gait
+    background, motion = room.background, gait.motion
+    if background and background.startswith(PREFIX):
+        name = background.removeprefix(PREFIX)
+        if room.kind == "cubemap":
+            faces = json.loads(_fetch(engine, name, cache).read_text())
+            folder = cache / f"cubemap-{name.split('.', 1)[0]}"
+            for face, face_name in faces.items():
+                file = folder / f"{face}{Path(face_name).suffix}"
+                if not file.is_file():
+                    atomic.write_bytes(file, _fetch(engine, face_name, cache).read_bytes())
+            background = str(folder)
+        else:
+            background = str(_fetch(engine, name, cache))
+    if motion and motion.startswith(PREFIX):
+        motion = str(_fetch(engine, motion.removeprefix(PREFIX), cache))
+    return spec.model_copy(update={
+        "room": room.model_copy(update={"background": background}),
+        "gait": gait.model_copy(update={"motion": motion})})
