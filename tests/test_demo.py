@@ -18,7 +18,7 @@ def test_demo_runs_the_whole_chain(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "| Market protocol |" in result.output and "thesis protocol (2 ids)" in result.output
-    assert len(list((out / "dataset" / "bounding_box_train").glob("*.png"))) == 12
+    assert len(list((out / "dataset" / "bounding_box_train").glob("*.jpg"))) == 12
     report = json.loads((out / "report" / "cmc.json").read_text())
     assert set(report) == {"Market protocol", "thesis protocol (2 ids)"}
     assert (out / "report" / "cmc.png").exists() and (out / "reid" / "best.pt").exists()

@@ -12,13 +12,13 @@ import time
 import fsspec
 import pytest
 from fsspec.implementations.local import LocalFileSystem
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from synthreid.cli import app
 from synthreid.config import config_from_dict, load_config
+from synthreid.farm.db import assets, connect, images, jobs
 from synthreid.farm.db import characters as characters_table
-from synthreid.farm.db import connect, images, jobs
 from synthreid.farm.plan import plan_run
 from synthreid.farm.storage import Storage, sha256_of
 from synthreid.farm.supervisor import run_status
@@ -154,7 +154,8 @@ def test_a_storage_failure_mid_upload_leaves_the_job_undone_until_a_retry(db_url
     assert_run_complete(engine, tmp_path / "storage", 4)
 
 
-def test_a_job_that_always_fails_is_quarantined_with_its_error(db_url, tmp_path, body_model):
+def test_a_job_that_always_fails_is_quarantined_with_its_error(db_url, tmp_path, monkeypatch,
+                                                              body_model):
     faces = tmp_path / "cubemap"
     faces.mkdir()
     from PIL import Image
@@ -164,9 +165,9 @@ def test_a_job_that_always_fails_is_quarantined_with_its_error(db_url, tmp_path,
     config = tiny("IV", cubemaps=[str(faces)])
     engine = connect(db_url)
     plan_run(engine, "doomed", config, 1, 1, seed=4)
-    for path in faces.iterdir():  # the background disappears after planning
-        path.unlink()
-    faces.rmdir()
+    with engine.begin() as c:  # the stored background is damaged after planning
+        c.execute(update(assets).values(data=b"damaged"))
+    monkeypatch.setenv("SYNTHREID_CACHE", str(tmp_path / "cache"))  # nothing cached yet
     report = Worker(db_url, str(tmp_path / "storage"), WorkerOptions(max_attempts=3)).run()
     assert report.failed == 3 and report.done == 0
     with engine.connect() as c:
@@ -174,7 +175,8 @@ def test_a_job_that_always_fails_is_quarantined_with_its_error(db_url, tmp_path,
     assert job["status"] == "failed" and job["attempts"] == 3
     result = CliRunner().invoke(app, ["status", "--db", db_url])
     assert result.exit_code == 0
-    assert "failed character 0 after 3 attempts" in result.output and "cubemap" in result.output
+    assert "failed character 0 after 3 attempts" in result.output
+    assert "does not match its checksum" in result.output
     retried = CliRunner().invoke(app, ["retry", "doomed", "--db", db_url])
     assert "1 failed jobs of 'doomed' requeued" in retried.output
     unknown = CliRunner().invoke(app, ["retry", "nope", "--db", db_url])
