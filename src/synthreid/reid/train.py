@@ -196,9 +196,6 @@ class Trainer:
         self.history = state["history"]
         return True
 
-    def resume(self) -> bool:
-        return self.open(resume=True)
-
     def _barrier(self) -> None:
         if self.distributed:
             torch.distributed.barrier()
