@@ -49,8 +49,9 @@ class Augment(Strict):
 
     def used(self) -> list[str]:
         """The augmentations this config applies, by name (for logs and reports)."""
-        names = {"pad": "pad-crop", "rect": "rect-crop"}.get(self.crop, [])
-        names = [names] if names and not (self.crop == "pad" and self.pad == 0) else []
+        names = []
+        if self.crop == "rect" or (self.crop == "pad" and self.pad > 0):
+            names.append(f"{self.crop}-crop")
         names += ["flip"] if self.flip else []
         names += [f"{k}-jitter" for k, v in self.colour_jitter.model_dump().items() if v]
         for name in ("grayscale", "blur", "erasing"):
