@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, model_validator
 
-from synthreid.config import Strict, deep_merge, differing_keys, read_yaml, validate_model
+from synthreid.config import Strict, deep_merge, read_yaml, validate_model
 from synthreid.errors import ConfigError
 from synthreid.reid.data import INPUT_SIZE, Augment
 from synthreid.reid.losses import LossConfig
@@ -98,9 +98,3 @@ def dump_train_config(config: TrainConfig) -> str:
 
 def read_saved_config(path: Path) -> TrainConfig:
     return validate_model(TrainConfig, read_yaml(path), path)
-
-
-def differing_fields(saved: TrainConfig, asked: TrainConfig) -> list[str]:
-    """Dotted names of the settings where two configs differ (runtime-only settings aside)."""
-    return differing_keys(saved.model_dump(mode="json"), asked.model_dump(mode="json"),
-                          ignore=RUNTIME_ONLY)

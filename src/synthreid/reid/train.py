@@ -13,7 +13,6 @@ import io
 import itertools
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +21,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from synthreid import atomic
+from synthreid import atomic, run_folder
 from synthreid.datasets import ReidDataset, relabel
 from synthreid.datasets.records import ImageRecord
 from synthreid.datasets.splits import draw_ids
 from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
 from synthreid.reid.checkpoint import load_checkpoint, save_checkpoint
-from synthreid.reid.config import (
-    TrainConfig,
-    differing_fields,
-    dump_train_config,
-    read_saved_config,
-)
+from synthreid.reid.config import RUNTIME_ONLY, TrainConfig, dump_train_config
 from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
 from synthreid.reid.features import extract_features
 from synthreid.reid.model import ReidModel
@@ -158,26 +152,12 @@ class Trainer:
     def open(self, resume: bool = False, overwrite: bool = False) -> bool:
         """Claim the run folder: refuse one that holds a run unless resuming (with the same
         settings) or overwriting. Returns True when a checkpoint was resumed."""
-        existing = [name for name in RUN_FILES if (self.out / name).exists()]
+        existing = run_folder.existing_run(self.out, RUN_FILES)
         self._barrier()  # every rank looks before rank 0 writes
-        resumed = False
-        if existing and resume:
-            saved = self.out / "config.yaml"
-            if not saved.exists():
-                raise ReidError(f"{self.out}: holds a run without config.yaml, so a resume cannot "
-                                f"be checked; use --overwrite to start it again")
-            differ = differing_fields(read_saved_config(saved), self.config)
-            if differ:
-                raise ReidError(f"{self.out}: --resume with settings other than the saved run's "
-                                f"({saved.name}): {', '.join(differ)}")
-            resumed = self._load_last()
-        elif existing and not overwrite:
-            raise ReidError(f"{self.out}: holds a run ({', '.join(existing)}); pass --resume to "
-                            f"continue it or --overwrite to replace it")
-        elif existing and self.rank == 0:
-            for name in existing:
-                target = self.out / name
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        resuming = run_folder.settle(self.out, existing, self.config.model_dump(mode="json"),
+                                     resume, overwrite, ReidError, RUNTIME_ONLY,
+                                     remove=self.rank == 0)
+        resumed = resuming and self._load_last()
         if self.rank == 0:
             atomic.write_text(self.out / "config.yaml", dump_train_config(self.config))
         self._barrier()

@@ -1,0 +1,41 @@
+"""A run folder (a training run of any stage) is never overwritten silently: it is resumed only
+with the settings its `config.yaml` holds, or replaced when the user says so."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from synthreid.config import differing_keys, read_yaml
+from synthreid.errors import SynthReidError
+
+
+def existing_run(out: Path, files: tuple[str, ...]) -> list[str]:
+    return [name for name in files if (out / name).exists()]
+
+
+def settle(out: Path, existing: list[str], asked: dict[str, Any], resume: bool, overwrite: bool,
+           error: type[SynthReidError], ignore: tuple[str, ...] = (), remove: bool = True) -> bool:
+    """Check a run folder before a run starts; True when the run there is to be resumed.
+
+    A folder holding a run is refused unless `resume` (its config.yaml must match `asked`, but
+    for `ignore`) or `overwrite` (its files are removed, where `remove`)."""
+    if existing and resume:
+        saved = out / "config.yaml"
+        if not saved.exists():
+            raise error(f"{out}: holds a run without config.yaml, so a resume cannot be checked; "
+                        f"use --overwrite to start it again")
+        differ = differing_keys(read_yaml(saved), asked, ignore)
+        if differ:
+            raise error(f"{out}: --resume with settings other than the saved run's "
+                        f"({saved.name}): {', '.join(differ)}")
+        return True
+    if existing and not overwrite:
+        raise error(f"{out}: holds a run ({', '.join(existing)}); pass --resume to continue it "
+                    f"or --overwrite to replace it")
+    if existing and remove:
+        for name in existing:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return False
