@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from synthreid.errors import ReidError, SynthReidError
+from synthreid.errors import ConfigError, ReidError, SynthReidError
 
 app = typer.Typer(help="Artificial training data for person re-identification.",
                   no_args_is_help=True, add_completion=False)
@@ -228,21 +228,14 @@ def dataset(
         typer.echo(read_dataset(kind, root, **options).summary())
 
 
+def open_dataset(spec: str):
+    from synthreid.datasets import open_dataset as open_spec
+
+    return open_spec(spec)
+
+
 reid_app = typer.Typer(help="Train, evaluate and use re-id models.", no_args_is_help=True)
 app.add_typer(reid_app, name="reid")
-
-
-def _read_data(spec: str):
-    """LAYOUT:ROOT (market1501:/data/Market-1501, synthetic:out/iv) or a dataset YAML file."""
-    from synthreid.datasets import read_dataset, read_dataset_file
-
-    if spec.endswith((".yaml", ".yml")):
-        return read_dataset_file(spec)
-    layout, sep, root = spec.partition(":")
-    if not sep or not root:
-        raise ReidError(f"--data {spec!r}: expected LAYOUT:ROOT, e.g. market1501:/data/market, "
-                        f"or a dataset .yaml file")
-    return read_dataset(layout, root)
 
 
 LOSS_WEIGHTS = {"softmax": (1.0, 0.0), "triplet": (0.0, 1.0), "both": (1.0, 1.0)}
@@ -333,7 +326,7 @@ def reid_train(
         run = load_train_config(config, recipe, _train_overrides(given))
         if not run.data or not run.out:
             raise ReidError("give --data and --out (or data: and out: in --config)")
-        trainer = Trainer(run, [_read_data(d) for d in run.data])
+        trainer = Trainer(run, [open_dataset(d) for d in run.data])
         if trainer.open(resume=resume, overwrite=overwrite):
             console.print(f"resuming after epoch {trainer.start_epoch}")
         console.print(f"recipe {run.recipe}, {run.model.backbone} at {run.augment.height}x"
@@ -379,7 +372,7 @@ def reid_eval(
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
     with _one_line_errors():
-        result = evaluate_arrays(dataset_features(str(model), _read_data(data)), protocol,
+        result = evaluate_arrays(dataset_features(str(model), open_dataset(data)), protocol,
                                  repeats, seed)
     results = {model.parent.name or model.stem: result}
     typer.echo(markdown(results), nl=False)
@@ -398,10 +391,85 @@ def reid_features(
     from synthreid.reid.features import dataset_features
 
     with _one_line_errors():
-        arrays = dataset_features(str(model), _read_data(data))
+        arrays = dataset_features(str(model), open_dataset(data))
     save_features(out, **arrays)
     console.print(f"features of {len(arrays['query_ids'])} queries and "
                   f"{len(arrays['gallery_ids'])} gallery images in {out}")
+
+
+refiner_app = typer.Typer(help="Train refiners (CycleGAN, PTGAN).", no_args_is_help=True)
+app.add_typer(refiner_app, name="refiner")
+
+
+@refiner_app.command("train")
+def refiner_train(
+    source: str = typer.Option(..., help="generated images: LAYOUT:ROOT or a dataset .yaml"),
+    target: str = typer.Option(..., help="real images to imitate: LAYOUT:ROOT or a .yaml"),
+    out: Path = typer.Option(..., "--out", "-o"),
+    method: str = typer.Option("cyclegan", help="cyclegan | ptgan"),
+    size: str = typer.Option("128x64", help="HEIGHTxWIDTH the refiner works at"),
+    iterations: int = typer.Option(20000), blocks: int = typer.Option(6, help="6 or 9"),
+    batch_size: int = typer.Option(1), lr: float = typer.Option(2e-4),
+    mask_weight: float = typer.Option(10.0, help="PTGAN: weight of the masked identity loss"),
+    identity_weight: float = typer.Option(0.5, help="identity mapping, times the cycle weight"),
+    sample_every: int = typer.Option(500), checkpoint_every: int = typer.Option(500),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="continue the run in --out (same settings)"),
+    overwrite: bool = typer.Option(False, help="replace the run in --out"),
+) -> None:
+    """Train an unpaired refiner from generated to real images (training splits only)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from synthreid.config import validate_model
+    from synthreid.refine.config import RefinerConfig
+    from synthreid.refine.train import RefinerTrainer
+
+    with _one_line_errors():
+        height, sep, width = size.partition("x")
+        if not (sep and height.isdigit() and width.isdigit()):
+            raise ConfigError(f"--size: expected HEIGHTxWIDTH, e.g. 128x64, got {size!r}")
+        config = validate_model(RefinerConfig, dict(
+            source=source, target=target, out=str(out), method=method, height=int(height),
+            width=int(width), iterations=iterations, blocks=blocks, batch_size=batch_size, lr=lr,
+            mask_weight=mask_weight, identity_weight=identity_weight, sample_every=sample_every,
+            checkpoint_every=checkpoint_every, seed=seed), "refiner train")
+        trainer = RefinerTrainer(config)
+        if trainer.open(resume=resume, overwrite=overwrite):
+            console.print(f"resuming after iteration {trainer.iteration}")
+        columns = (TextColumn("refiner"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[losses]}"))
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("train", total=config.iterations, completed=trainer.iteration,
+                                losses="")
+
+            def progress(iteration, last):
+                shown = " ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "iteration")
+                bar.update(task, completed=iteration, losses=shown)
+
+            summary = trainer.fit(progress)
+    console.print(f"{summary['iterations']} iterations; checkpoint {out / 'last.pt'}, samples in "
+                  f"{out / 'samples'}")
+
+
+@app.command()
+def refine(
+    refiner: Path = typer.Option(..., help="a refiner checkpoint (last.pt)"),
+    data: str = typer.Option(..., "--data", help="the generated dataset: LAYOUT:ROOT or .yaml"),
+    out: Path = typer.Option(..., "--out", "-o"),
+    batch_size: int = typer.Option(16, min=1),
+) -> None:
+    """Refine every image of a dataset; labels, layout, masks and metadata stay as they are."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from synthreid.refine.apply import refine_dataset
+
+    with _one_line_errors(), Progress(TextColumn("refining"), BarColumn(), MofNCompleteColumn(),
+                                      console=console) as bar:
+        task = bar.add_task("refine", total=None)
+        result = refine_dataset(refiner, data, out, batch_size,
+                                progress=lambda n: bar.advance(task, n))
+    console.print(f"{result.refined} images refined ({result.skipped} already there), "
+                  f"{result.copied} other files copied, in {result.out}")
 
 
 @app.command()

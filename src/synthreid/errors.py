@@ -27,3 +27,7 @@ class EvaluationError(SynthReidError):
 
 class ReidError(SynthReidError):
     """A re-id model, checkpoint or training option that cannot be used as asked."""
+
+
+class RefineError(SynthReidError):
+    """A refiner, its checkpoint or its data that cannot be used as asked."""

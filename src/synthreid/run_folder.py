@@ -3,10 +3,13 @@ with the settings its `config.yaml` holds, or replaced when the user says so."""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 from typing import Any
 
+from synthreid import atomic
 from synthreid.config import differing_keys, read_yaml
 from synthreid.errors import SynthReidError
 
@@ -39,3 +42,18 @@ def settle(out: Path, existing: list[str], asked: dict[str, Any], resume: bool, 
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
     return False
+
+
+def write_log(path: Path, history: list[dict]) -> None:
+    """The run's log as CSV, rewritten whole (atomically) after each entry."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for h in history for k in h)))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic.write_text(path, out.getvalue())
+
+
+def tensorboard(out: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"))

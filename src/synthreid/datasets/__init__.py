@@ -39,7 +39,7 @@ def read_dataset(layout: str, root: str | Path, **options) -> ReidDataset:
     return READERS[layout](root, **options)
 
 
-def read_dataset_file(path: str | Path) -> ReidDataset:
+def read_dataset_file(path: str | Path, **extra) -> ReidDataset:
     """A dataset described in YAML, for layouts that need options on the command line:
 
         layout: pattern
@@ -57,7 +57,7 @@ def read_dataset_file(path: str | Path) -> ReidDataset:
         raise DatasetError(f"{path}: cannot read as YAML ({type(error).__name__})") from None
     if not isinstance(spec, dict) or "layout" not in spec or "root" not in spec:
         raise DatasetError(f"{path}: expected a mapping with 'layout' and 'root'")
-    options = {k: v for k, v in spec.items() if k not in ("layout", "root")}
+    options = {k: v for k, v in spec.items() if k not in ("layout", "root")} | extra
     if isinstance(options.get("split"), dict):
         try:
             options["split"] = IdSplit(**options["split"])
@@ -73,5 +73,17 @@ def read_dataset_file(path: str | Path) -> ReidDataset:
                            f"({error})") from None
 
 
-__all__ = ["READERS", "ImageRecord", "ReidDataset", "IdSplit", "read_dataset",
+def open_dataset(spec: str, **options) -> ReidDataset:
+    """A dataset as the commands take it: `LAYOUT:ROOT` (market1501:/data/Market-1501,
+    synthetic:out/iv) or a dataset YAML file."""
+    if spec.endswith((".yaml", ".yml")):
+        return read_dataset_file(spec, **options)
+    layout, sep, root = spec.partition(":")
+    if not sep or not root:
+        raise DatasetError(f"--data {spec!r}: expected LAYOUT:ROOT, e.g. market1501:/data/market, "
+                           f"or a dataset .yaml file")
+    return read_dataset(layout, root, **options)
+
+
+__all__ = ["READERS", "IdSplit", "ImageRecord", "ReidDataset", "open_dataset", "read_dataset",
            "read_dataset_file", "relabel"]

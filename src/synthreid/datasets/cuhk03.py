@@ -85,7 +85,8 @@ def classic_splits(mat_path: str | Path) -> list[set[int]]:
                 for ref in mat["testsets"][0]]
 
 
-def read_cuhk03_mat(mat_path: str | Path, kind: str = "labeled", split: int = 0) -> ReidDataset:
+def read_cuhk03_mat(mat_path: str | Path, kind: str = "labeled", split: int = 0,
+                    check_images: bool = True) -> ReidDataset:
     """Classic protocol, split `split` (0-19): its 100 test people as query (camera 1 of
     their pair) and gallery (camera 2); everyone else trains. Cameras are the two views of a
     pair (1 and 2), as Open-ReID numbers them. `kind: both` takes the labeled and the detected

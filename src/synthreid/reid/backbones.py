@@ -119,9 +119,9 @@ class ResNet50(nn.Module):
 
     def load_imagenet(self, path: str | Path) -> None:
         """Load torchvision's ResNet-50 weights from a local file (its `fc` is dropped)."""
-        from synthreid.reid.checkpoint import read_torch_file
+        from synthreid.torch_files import read_torch_file
 
-        state = read_torch_file(path, "pretrained weights file")
+        state = read_torch_file(path, "pretrained weights file", ReidError)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
         own = self.state_dict()

@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, read with `weights_only=True`, checked before use."""
+"""Re-id checkpoints: read with `weights_only=True` (torch_files.py) and checked before use."""
 
 from __future__ import annotations
 
@@ -7,28 +7,12 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from synthreid import atomic
 from synthreid.errors import ReidError
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    with atomic.atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def read_torch_file(path: str | Path, what: str):
-    """torch.load with weights_only=True; a missing or damaged file is one ReidError line."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ReidError(f"{path}: {what} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ReidError(f"{path}: damaged or not a {what} ({type(error).__name__})") from None
+from synthreid.torch_files import read_torch_file
 
 
 def load_checkpoint(path: str | Path, expect_backbone: str | None = None) -> dict:
-    state = read_torch_file(path, "synthreid checkpoint")
+    state = read_torch_file(path, "synthreid checkpoint", ReidError)
     if not isinstance(state, dict) or "model" not in state or "model_args" not in state:
         raise ReidError(f"{path}: not a synthreid checkpoint (no model and model_args)")
     backbone = state["model_args"].get("backbone")

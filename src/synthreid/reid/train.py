@@ -8,8 +8,6 @@ holds the resolved `config.yaml`; it is never overwritten silently, and a resume
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 import os
@@ -27,11 +25,12 @@ from synthreid.datasets.records import ImageRecord
 from synthreid.datasets.splits import draw_ids
 from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
-from synthreid.reid.checkpoint import load_checkpoint, save_checkpoint
+from synthreid.reid.checkpoint import load_checkpoint
 from synthreid.reid.config import RUNTIME_ONLY, TrainConfig, dump_train_config
 from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
 from synthreid.reid.features import extract_features
 from synthreid.reid.model import ReidModel
+from synthreid.torch_files import save_checkpoint
 
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "log.csv", "tensorboard")
 
@@ -254,7 +253,7 @@ class Trainer:
         if not self.opened:
             self.open()
         stale = 0
-        writer = _tensorboard(self.out) if self.rank == 0 else None
+        writer = run_folder.tensorboard(self.out) if self.rank == 0 else None
         epoch = self.start_epoch - 1
         for epoch in range(self.start_epoch, self.config.epochs):
             stats = self.train_epoch(epoch, progress)
@@ -279,7 +278,7 @@ class Trainer:
         if improved:
             self.best = chosen.area
         self._save(epoch, improved)
-        _write_csv(self.out / "log.csv", self.history)
+        run_folder.write_log(self.out / "log.csv", self.history)
         if writer is not None:
             for key, value in stats.items():
                 if key not in ("epoch", "improved"):
@@ -307,17 +306,3 @@ class Trainer:
         save_checkpoint(state, self.out / "last.pt")
         if best:
             save_checkpoint(state, self.out / "best.pt")
-
-
-def _write_csv(path: Path, history: list[dict]) -> None:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for h in history for k in h)))
-    writer.writeheader()
-    writer.writerows(history)
-    atomic.write_text(path, out.getvalue())
-
-
-def _tensorboard(out: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out / "tensorboard"))

@@ -1,0 +1,54 @@
+"""The typed description of a refiner run (saved as `config.yaml` beside its checkpoints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from synthreid.config import Strict, read_yaml, validate_model
+
+METHODS = ("cyclegan", "ptgan")
+
+
+class RefinerConfig(Strict):
+    source: str  # generated images (domain A): LAYOUT:ROOT or a dataset YAML
+    target: str  # real images of the camera domain to imitate (domain B)
+    out: str
+    method: Literal["cyclegan", "ptgan"] = "cyclegan"
+    height: int = Field(128, ge=32)
+    width: int = Field(64, ge=32)  # the 70x70 PatchGAN needs 32 pixels a side
+    blocks: Literal[6, 9] = 6  # residual blocks in G (9 in the reference at 256 px)
+    ngf: int = Field(64, ge=8)
+    ndf: int = Field(64, ge=8)
+    batch_size: int = Field(1, ge=1)
+    iterations: int = Field(20000, ge=1)
+    decay_from: float = Field(0.5, ge=0, le=1)  # fraction of iterations at the full rate
+    lr: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    cycle_weight: float = Field(10.0, ge=0)  # lambda of eq. 2.6-2.7
+    identity_weight: float = Field(0.5, ge=0)  # times cycle_weight, as in the reference
+    mask_weight: float = Field(10.0, ge=0)  # PTGAN's masked identity loss (eq. 2.9, L1)
+    pool_size: int = Field(50, ge=0)
+    flip: bool = True
+    sample_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(50, ge=1)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> RefinerConfig:
+        if self.height % 4 or self.width % 4:
+            raise ValueError(f"height and width must be multiples of 4 (two stride-2 stages), "
+                             f"got {self.height}x{self.width}")
+        return self
+
+
+def dump_refiner_config(config: RefinerConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def read_refiner_config(path: Path) -> RefinerConfig:
+    return validate_model(RefinerConfig, read_yaml(path), path)

@@ -1,0 +1,202 @@
+"""Refiners: the reference networks, each loss term, a short run on two toy colour domains,
+exact resume, and refining a dataset without touching its labels."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from synthreid.cli import app
+from synthreid.datasets import read_dataset
+from synthreid.errors import RefineError
+from synthreid.refine import losses
+from synthreid.refine.config import RefinerConfig
+from synthreid.refine.networks import PatchDiscriminator, ResnetGenerator
+from synthreid.refine.pool import ImagePool
+from synthreid.refine.train import RefinerTrainer
+
+H, W = 48, 32  # the smallest size a 70x70 PatchGAN takes is 32
+
+
+def person(rng: np.random.Generator, colour, background) -> tuple[np.ndarray, np.ndarray]:
+    """A 'person' (torso and legs) on a plain background, shifted a little, and its mask."""
+    pixels = np.empty((H, W, 3))
+    pixels[:] = background
+    mask = np.zeros((H, W), bool)
+    dx, dy = rng.integers(-2, 3, 2)
+    mask[8 + dy:26 + dy, 10 + dx:22 + dx] = True
+    mask[26 + dy:44 + dy, 12 + dx:20 + dx] = True
+    pixels[mask] = colour
+    pixels += rng.normal(0, 6, pixels.shape)
+    return np.clip(pixels, 0, 255).astype(np.uint8), mask
+
+
+def toy_domain(root, colour, background, seed, ids=range(1, 9), per_id=3):
+    """A Market-layout set whose people all wear `colour`; masks beside them."""
+    rng = np.random.default_rng(seed)
+    for folder in ("bounding_box_train", "bounding_box_test", "query", "masks"):
+        (root / folder).mkdir(parents=True)
+    for pid in ids:
+        for i in range(per_id):
+            folder = "bounding_box_train" if pid < 7 else ("query" if i == 0 else
+                                                          "bounding_box_test")
+            name = f"{pid:04d}_c{i % 2 + 1}_{i:06d}"
+            pixels, mask = person(rng, np.array(colour) + rng.normal(0, 10, 3), background)
+            Image.fromarray(pixels).save(root / folder / f"{name}.png")
+            Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / f"{name}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    return (toy_domain(root / "red", (200, 40, 40), (120, 120, 120), 0),
+            toy_domain(root / "blue", (40, 60, 200), (120, 120, 120), 1))
+
+
+def toy_config(domains, out, **overrides):
+    red, blue = domains
+    fields = dict(source=f"synthetic:{red}", target=f"synthetic:{blue}", out=str(out),
+                  height=H, width=W, ngf=16, ndf=16, iterations=40, lr=2e-3, pool_size=10,
+                  sample_every=20, checkpoint_every=20, log_every=10, seed=3)
+    return RefinerConfig(**{**fields, **overrides})
+
+
+def test_reference_networks_have_the_reference_sizes():
+    generator, discriminator = ResnetGenerator(blocks=9), PatchDiscriminator()
+    assert sum(p.numel() for p in generator.parameters()) == 11_378_179
+    assert sum(p.numel() for p in discriminator.parameters()) == 2_764_737
+    x = torch.zeros(2, 3, 128, 64)
+    assert generator(x).shape == x.shape and discriminator(x).shape == (2, 1, 14, 6)
+    weights = torch.cat([m.weight.flatten() for m in generator.modules()
+                         if isinstance(m, torch.nn.Conv2d)])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05)  # init N(0, 0.02)
+
+
+def test_each_loss_term_is_its_formula():
+    scores = torch.tensor([[0.5, 1.5], [0.0, 2.0]])
+    assert losses.lsgan(scores, True).item() == pytest.approx(
+        ((0.5 - 1) ** 2 + 0.5 ** 2 + 1 + 1) / 4)
+    assert losses.lsgan(scores, False).item() == pytest.approx((0.25 + 2.25 + 0 + 4) / 4)
+    a, b = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    b[0, 0, 0, 0] = -1.0
+    assert losses.cycle(b, a).item() == pytest.approx((11 * 0.5 + 1.0) / 12)
+    assert losses.identity(b, a).item() == pytest.approx(losses.cycle(b, a).item())
+
+
+def test_the_masked_identity_loss_sees_only_the_person():
+    a = torch.rand(1, 3, 8, 4)
+    mask = torch.zeros(1, 1, 8, 4)
+    mask[..., 2:6, 1:3] = 1.0
+    outside = a.clone()
+    outside[..., :2, :] += 0.7  # background repainted
+    assert losses.masked_identity(outside, a, mask).item() == 0.0
+    inside = a.clone()
+    inside[..., 3, 1] += 0.6  # one person pixel, all three channels
+    assert losses.masked_identity(inside, a, mask).item() == pytest.approx(3 * 0.6 / a.numel())
+
+
+def test_the_history_pool_keeps_at_most_its_size():
+    pool, rng = ImagePool(3), np.random.default_rng(0)
+    seen = [pool.query(torch.full((1, 1, 2, 2), float(i)), rng) for i in range(20)]
+    assert len(pool.images) == 3
+    assert any(s.flatten()[0].item() != i for i, s in enumerate(seen))  # older fakes come back
+
+
+def test_a_short_run_learns_the_toy_translation(domains, tmp_path):
+    trainer = RefinerTrainer(toy_config(domains, tmp_path / "run", iterations=120))
+    a, _ = trainer.a.load(list(range(len(trainer.a.records))))
+    b, _ = trainer.b.load(list(range(len(trainer.b.records))))
+
+    def blueness(images):
+        return (images[:, 2] - images[:, 0]).mean().item()
+
+    with torch.no_grad():
+        before = blueness(trainer.G(a))
+    trainer.fit()
+    with torch.no_grad():
+        after = blueness(trainer.G(a))
+    history = trainer.history
+    assert history[-1]["cycle_A"] < history[0]["cycle_A"]
+    # G's output moved from the source's colours toward the target's.
+    assert blueness(a) < 0 < blueness(b)
+    assert after > before + 0.5 * (blueness(b) - blueness(a)) * 0.2
+    assert (tmp_path / "run" / "samples" / "iteration-0000120.png").exists()
+    assert (tmp_path / "run" / "losses.csv").read_text().count("\n") == 13
+
+
+def test_resume_continues_with_the_same_losses(domains, tmp_path):
+    full = RefinerTrainer(toy_config(domains, tmp_path / "full"))
+    full.fit()
+
+    class Killed(Exception):
+        pass
+
+    def kill(iteration, _):
+        if iteration == 20:  # right after the checkpoint at iteration 20
+            raise Killed
+
+    with pytest.raises(Killed):
+        RefinerTrainer(toy_config(domains, tmp_path / "part")).fit(progress=kill)
+    resumed = RefinerTrainer(toy_config(domains, tmp_path / "part"))
+    assert resumed.open(resume=True) and resumed.iteration == 20
+    resumed.fit()
+    assert [round(h["cycle_A"], 5) for h in resumed.history] == \
+        [round(h["cycle_A"], 5) for h in full.history]
+    for key, value in full.G.state_dict().items():
+        torch.testing.assert_close(resumed.G.state_dict()[key], value)
+
+
+def test_ptgan_needs_masks_and_trains_with_them(domains, tmp_path):
+    trainer = RefinerTrainer(toy_config(domains, tmp_path / "pt", method="ptgan", iterations=4,
+                                        log_every=2))
+    trainer.fit()
+    assert "masked_A" in trainer.history[0] and "masked_B" in trainer.history[0]
+    red, _ = domains
+    bare = tmp_path / "bare"  # the same images without their masks/ folder
+    bare.mkdir()
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        (bare / folder).symlink_to(red / folder)
+    with pytest.raises(RefineError, match="PTGAN needs person masks"):
+        RefinerTrainer(toy_config(domains, tmp_path / "pt2", method="ptgan",
+                                  source=f"synthetic:{bare}"))
+
+
+def test_only_the_targets_training_split_is_read(domains, tmp_path):
+    red, blue = domains
+    for folder in ("query", "bounding_box_test"):
+        for image in (blue / folder).iterdir():
+            image.write_bytes(b"unreadable")  # the target's test images cannot be opened
+    trainer = RefinerTrainer(toy_config(domains, tmp_path / "t", iterations=2, log_every=1))
+    trainer.fit()
+    assert all(r.split == "train" for r in trainer.b.records)
+
+
+def test_refine_keeps_layout_labels_and_masks(domains, tmp_path):
+    red, _ = domains
+    runner = CliRunner()
+    trained = runner.invoke(app, [
+        "refiner", "train", "--source", f"synthetic:{red}", "--target", f"synthetic:{red}",
+        "--out", str(tmp_path / "r"), "--size", f"{H}x{W}", "--iterations", "2",
+        "--sample-every", "2", "--checkpoint-every", "2"])
+    assert trained.exit_code == 0, trained.output
+    out = tmp_path / "refined"
+    args = ["refine", "--refiner", str(tmp_path / "r" / "last.pt"), "--data",
+            f"synthetic:{red}", "--out", str(out), "--batch-size", "5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    source, refined = read_dataset("synthetic", red), read_dataset("synthetic", out)
+    for split in ("train", "query", "gallery"):
+        before, after = getattr(source, split), getattr(refined, split)
+        assert [(r.path.name, r.pid, r.camid) for r in before] == \
+            [(r.path.name, r.pid, r.camid) for r in after]
+        for old, new in zip(before, after):
+            assert Image.open(new.path).size == Image.open(old.path).size
+            assert new.mask.read_bytes() == old.mask.read_bytes()
+    assert any(Image.open(n.path).tobytes() != Image.open(o.path).tobytes()
+               for o, n in zip(source.train, refined.train))
+    again = runner.invoke(app, args)
+    assert "0 images refined (24 already there)" in again.output
+    inside = runner.invoke(app, [*args[:-4], "--out", str(red / "refined")])
+    assert inside.exit_code == 2 and "must lie outside the source dataset" in inside.output
