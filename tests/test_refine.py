@@ -118,10 +118,11 @@ def test_a_short_run_learns_the_toy_translation(domains, tmp_path):
     with torch.no_grad():
         after = blueness(trainer.G(a))
     history = trainer.history
-    assert history[-1]["cycle_A"] < history[0]["cycle_A"]
-    # G's output moved from the source's colours toward the target's.
-    assert blueness(a) < 0 < blueness(b)
-    assert after > before + 0.5 * (blueness(b) - blueness(a)) * 0.2
+    assert history[-1]["cycle_A"] < 0.5 * history[0]["cycle_A"]  # 3.0 -> 0.7 with this seed
+    # G's output moved from the source's colours to the target's (-0.16 -> +0.28; B is +0.29).
+    gap = blueness(b) - blueness(a)
+    assert blueness(a) < 0 < blueness(b) and abs(before - blueness(b)) > 0.5 * gap
+    assert abs(after - blueness(b)) < 0.25 * gap
     assert (tmp_path / "run" / "samples" / "iteration-0000120.png").exists()
     assert (tmp_path / "run" / "losses.csv").read_text().count("\n") == 13
 
