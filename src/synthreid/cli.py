@@ -397,7 +397,7 @@ def reid_features(
                   f"{len(arrays['gallery_ids'])} gallery images in {out}")
 
 
-refiner_app = typer.Typer(help="Train refiners (CycleGAN, PTGAN).", no_args_is_help=True)
+refiner_app = typer.Typer(help="Train refiners (CycleGAN, PTGAN, CUT).", no_args_is_help=True)
 app.add_typer(refiner_app, name="refiner")
 
 
@@ -406,7 +406,7 @@ def refiner_train(
     source: str = typer.Option(..., help="generated images: LAYOUT:ROOT or a dataset .yaml"),
     target: str = typer.Option(..., help="real images to imitate: LAYOUT:ROOT or a .yaml"),
     out: Path = typer.Option(..., "--out", "-o"),
-    method: str = typer.Option("cyclegan", help="cyclegan | ptgan"),
+    method: str = typer.Option("cyclegan", help="cyclegan | ptgan | cut"),
     size: str = typer.Option("128x64", help="HEIGHTxWIDTH the refiner works at"),
     iterations: int = typer.Option(20000), blocks: int = typer.Option(6, help="6 or 9"),
     batch_size: int = typer.Option(1), lr: float = typer.Option(2e-4),
@@ -417,7 +417,8 @@ def refiner_train(
     resume: bool = typer.Option(False, help="continue the run in --out (same settings)"),
     overwrite: bool = typer.Option(False, help="replace the run in --out"),
 ) -> None:
-    """Train an unpaired refiner from generated to real images (training splits only)."""
+    """Train an unpaired refiner (CycleGAN, PTGAN, CUT) from generated to real images, on the
+    training splits only."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from synthreid.config import validate_model

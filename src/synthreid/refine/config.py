@@ -10,14 +10,14 @@ from pydantic import Field, model_validator
 
 from synthreid.config import Strict, read_yaml, validate_model
 
-METHODS = ("cyclegan", "ptgan")
+METHODS = ("cyclegan", "ptgan", "cut")
 
 
 class RefinerConfig(Strict):
     source: str  # generated images (domain A): LAYOUT:ROOT or a dataset YAML
     target: str  # real images of the camera domain to imitate (domain B)
     out: str
-    method: Literal["cyclegan", "ptgan"] = "cyclegan"
+    method: Literal["cyclegan", "ptgan", "cut"] = "cyclegan"
     height: int = Field(128, ge=32)
     width: int = Field(64, ge=32)  # the 70x70 PatchGAN needs 32 pixels a side
     blocks: Literal[6, 9] = 6  # residual blocks in G (9 in the reference at 256 px)
@@ -31,6 +31,8 @@ class RefinerConfig(Strict):
     cycle_weight: float = Field(10.0, ge=0)  # lambda of eq. 2.6-2.7
     identity_weight: float = Field(0.5, ge=0)  # times cycle_weight, as in the reference
     mask_weight: float = Field(10.0, ge=0)  # PTGAN's masked identity loss (eq. 2.9, L1)
+    nce_weight: float = Field(1.0, ge=0)  # CUT: PatchNCE between a and G(a)
+    nce_identity: bool = True  # CUT: PatchNCE between b and G(b) too
     pool_size: int = Field(50, ge=0)
     flip: bool = True
     sample_every: int = Field(500, ge=1)

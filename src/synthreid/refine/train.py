@@ -1,4 +1,4 @@
-"""CycleGAN and PTGAN training (thesis 2.2), in the notation of the thesis: G maps generated
+"""CycleGAN, PTGAN and CUT training (thesis 2.2), in the notation of the thesis: G maps generated
 images (domain A) to the real camera domain B, F maps back; D_B tells real B images from G(a),
 D_A tells A images from F(b).
 
@@ -7,7 +7,8 @@ D_A tells A images from F(b).
         + mu (|(G(a) - a) M(a)|_1 + |(F(b) - b) M(b)|_1)                  (PTGAN, eq. 2.9)
 
 Least-squares GAN losses, a pool of 50 past fakes per discriminator, Adam 2e-4 (0.5, 0.999),
-constant then linearly decayed to zero. Every `checkpoint_every` iterations `last.pt` holds
+constant then linearly decayed to zero. CUT (`cut.py`) replaces F, D_A and the cycle with
+PatchNCE on G's encoder. Every `checkpoint_every` iterations `last.pt` holds
 everything (networks, optimizers, pools, losses), so `--resume` continues exactly.
 """
 
@@ -24,7 +25,7 @@ from PIL import Image
 
 from synthreid import atomic, run_folder
 from synthreid.errors import RefineError
-from synthreid.refine import losses
+from synthreid.refine import cut, losses
 from synthreid.refine.config import RefinerConfig, dump_refiner_config
 from synthreid.refine.data import Domain, to_image, training_records
 from synthreid.refine.networks import PatchDiscriminator, ResnetGenerator
@@ -50,15 +51,26 @@ class RefinerTrainer:
         if config.method == "ptgan" and not self.a.has_masks:
             raise RefineError(f"{config.source}: PTGAN needs person masks for the generated "
                               f"images (an export's masks/ folder)")
-        self.G, self.F = (build_generator(config).to(self.device) for _ in range(2))
-        self.D_A, self.D_B = (PatchDiscriminator(ndf=config.ndf).to(self.device)
-                              for _ in range(2))
+        self.cut = config.method == "cut"
+        self.G = build_generator(config).to(self.device)
+        self.D_B = PatchDiscriminator(ndf=config.ndf).to(self.device)
+        if self.cut:  # one generator; a projection head per encoder layer instead of F
+            probe = cut.encode(self.G, torch.zeros(1, 3, config.height, config.width,
+                                                   device=self.device))
+            self.H = cut.PatchProjector([f.shape[1] for f in probe]).to(self.device)
+            second, critics = self.H, [self.D_B]
+            self.networks = ("G", "H", "D_B", "opt_G", "opt_D")
+        else:
+            self.F = build_generator(config).to(self.device)
+            self.D_A = PatchDiscriminator(ndf=config.ndf).to(self.device)
+            second, critics = self.F, [self.D_A, self.D_B]
+            self.networks = ("G", "F", "D_A", "D_B", "opt_G", "opt_D")
         betas = (config.beta1, 0.999)
-        self.opt_G = torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()),
+        self.opt_G = torch.optim.Adam(itertools.chain(self.G.parameters(), second.parameters()),
                                       lr=config.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(itertools.chain(self.D_A.parameters(),
-                                                      self.D_B.parameters()),
+        self.opt_D = torch.optim.Adam(itertools.chain(*(d.parameters() for d in critics)),
                                       lr=config.lr, betas=betas)
+        self.critics = critics
         self.pool_A, self.pool_B = ImagePool(config.pool_size), ImagePool(config.pool_size)
         self.iteration, self.history = 0, []
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16,
@@ -79,7 +91,7 @@ class RefinerTrainer:
         if not path.exists():
             return False
         state = read_torch_file(path, "refiner checkpoint", RefineError)
-        for name in ("G", "F", "D_A", "D_B", "opt_G", "opt_D"):
+        for name in self.networks:
             getattr(self, name).load_state_dict(state[name])
         self.pool_A.load(state["pool_A"], self.device)
         self.pool_B.load(state["pool_B"], self.device)
@@ -103,9 +115,11 @@ class RefinerTrainer:
                      for t in self.a.batch(rng, config.batch_size, config.flip))
         b, mask_b = (t.to(self.device) if t is not None else None
                      for t in self.b.batch(rng, config.batch_size, config.flip))
-        lam = config.cycle_weight
-        for d in (self.D_A, self.D_B):
+        for d in self.critics:
             d.requires_grad_(False)
+        if self.cut:
+            return self._step_cut(iteration, a, b, rng)
+        lam = config.cycle_weight
         with self.autocast:
             fake_b, fake_a = self.G(a), self.F(b)
             terms = {"gan_G": losses.lsgan(self.D_B(fake_b), True),
@@ -126,7 +140,7 @@ class RefinerTrainer:
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
-        for d in (self.D_A, self.D_B):
+        for d in self.critics:
             d.requires_grad_(True)
         with self.autocast:
             pooled_b = self.pool_B.query(fake_b.detach(), rng)
@@ -139,6 +153,32 @@ class RefinerTrainer:
         self._finite(loss_D, iteration, "discriminators")
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
+        self.opt_D.step()
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def _step_cut(self, iteration: int, a: torch.Tensor, b: torch.Tensor,
+                  rng: np.random.Generator) -> dict[str, float]:
+        """CUT: L_GAN(G, D_B) + nce (PatchNCE(a, G(a)) [+ PatchNCE(b, G(b))] averaged)."""
+        config = self.config
+        with self.autocast:
+            fake_b = self.G(a)
+            terms = {"gan_G": losses.lsgan(self.D_B(fake_b), True)}
+            nce = cut.nce_loss(self.G, self.H, a, fake_b, rng)
+            if config.nce_identity:
+                nce = 0.5 * (nce + cut.nce_loss(self.G, self.H, b, self.G(b), rng))
+            terms["nce"] = config.nce_weight * nce
+            loss_G = sum(terms.values())
+        self._finite(loss_G, iteration, "generator")
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+        self.D_B.requires_grad_(True)
+        with self.autocast:
+            terms["D_B"] = 0.5 * (losses.lsgan(self.D_B(b), True)
+                                  + losses.lsgan(self.D_B(fake_b.detach()), False))
+        self._finite(terms["D_B"], iteration, "discriminator")
+        self.opt_D.zero_grad(set_to_none=True)
+        terms["D_B"].backward()
         self.opt_D.step()
         return {name: float(value.detach()) for name, value in terms.items()}
 
@@ -180,8 +220,7 @@ class RefinerTrainer:
         return {"iterations": self.iteration, "seconds": time.perf_counter() - started}
 
     def save(self) -> None:
-        state = {name: getattr(self, name).state_dict()
-                 for name in ("G", "F", "D_A", "D_B", "opt_G", "opt_D")}
+        state = {name: getattr(self, name).state_dict() for name in self.networks}
         state.update(iteration=self.iteration, history=self.history,
                      pool_A=self.pool_A.state(), pool_B=self.pool_B.state(),
                      config=self.config.model_dump(mode="json"))
@@ -189,17 +228,18 @@ class RefinerTrainer:
 
     @torch.no_grad()
     def sample_grid(self) -> Path:
-        """Rows a, G(a), F(G(a)), b, F(b), G(F(b)) for the first images of each domain; on
-        PTGAN runs the masks M(a) tint the first row."""
+        """Rows a, G(a), F(G(a)), b, F(b), G(F(b)) for the first images of each domain (CUT:
+        a, G(a), b, G(b)); on PTGAN runs the masks M(a) tint the first row."""
         count_a, count_b = min(SAMPLES, len(self.a.records)), min(SAMPLES, len(self.b.records))
         a, mask_a = self.a.load(list(range(count_a)))
         b, _ = self.b.load(list(range(count_b)))
         a, b = a.to(self.device), b.to(self.device)
-        self.G.eval(), self.F.eval()
         with self.autocast:
-            g_a, f_b = self.G(a), self.F(b)
-            rows = [a, g_a, self.F(g_a), b, f_b, self.G(f_b)]
-        self.G.train(), self.F.train()
+            if self.cut:
+                rows = [a, self.G(a), b, self.G(b)]
+            else:
+                g_a, f_b = self.G(a), self.F(b)
+                rows = [a, g_a, self.F(g_a), b, f_b, self.G(f_b)]
         if self.config.method == "ptgan" and mask_a is not None:
             rows[0] = rows[0] * 0.6 + mask_a.to(self.device) * 0.4 * torch.tensor(
                 [-1.0, 1.0, -1.0], device=self.device).view(1, 3, 1, 1)

@@ -1,0 +1,84 @@
+"""Contrastive unpaired translation (CUT, Park et al. 2020): one generator G, no cycle. A patch of
+G(a) must be more like the patch of a at the same place than like any other patch of a (PatchNCE
+on features of G's own encoder), so G keeps the content where it changes the style.
+
+Layers 0, 4, 8, 12 and 16 of the ResNet generator (the reference's `nce_layers`), 256 patches a
+layer, a two-layer MLP head per layer onto 256-d unit vectors, temperature 0.07."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+NCE_LAYERS = (0, 4, 8, 12, 16)
+
+
+def encode(generator: nn.Module, images: torch.Tensor,
+           layers: tuple[int, ...] = NCE_LAYERS) -> list[torch.Tensor]:
+    """Feature maps of G's sequential layers `layers` (its encoder half)."""
+    features, x = [], images
+    for index, layer in enumerate(generator.model):
+        x = layer(x)
+        if index in layers:
+            features.append(x)
+        if index >= max(layers):
+            break
+    return features
+
+
+class PatchProjector(nn.Module):
+    """One MLP head per encoder layer: a sampled feature vector -> a 256-d unit vector."""
+
+    def __init__(self, channels: list[int], dim: int = 256) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(c, dim), nn.ReLU(), nn.Linear(dim, dim))
+                                   for c in channels)
+        for head in self.heads:
+            for m in head:
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, 0.0, 0.02)
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, features: list[torch.Tensor], ids: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = []
+        for head, feature, index in zip(self.heads, features, ids):
+            flat = feature.flatten(2).transpose(1, 2)  # (B, H*W, C)
+            out.append(F.normalize(head(flat[:, index]), dim=-1))  # (B, P, dim)
+        return out
+
+
+def patch_ids(features: list[torch.Tensor], rng: np.random.Generator,
+              patches: int = 256) -> list[torch.Tensor]:
+    """The same random locations for the query and its keys, drawn from the run's generator."""
+    ids = []
+    for feature in features:
+        places = feature.shape[2] * feature.shape[3]
+        chosen = rng.permutation(places)[:min(patches, places)]
+        ids.append(torch.as_tensor(chosen, device=feature.device))
+    return ids
+
+
+def patch_nce(query: torch.Tensor, key: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
+    """InfoNCE per patch: its positive is the key at the same place, its negatives the keys at
+    the image's other sampled places. `query`, `key`: (B, P, D) unit vectors."""
+    query, key = query.float(), key.detach().float()
+    positive = (query * key).sum(-1, keepdim=True)  # (B, P, 1)
+    negative = torch.bmm(query, key.transpose(1, 2))  # (B, P, P)
+    eye = torch.eye(query.shape[1], dtype=torch.bool, device=query.device)[None]
+    negative = negative.masked_fill(eye, -10.0)  # a patch is not its own negative
+    logits = torch.cat([positive, negative], dim=-1) / tau
+    target = torch.zeros(logits.shape[0] * logits.shape[1], dtype=torch.long,
+                         device=query.device)
+    return F.cross_entropy(logits.flatten(0, 1), target)
+
+
+def nce_loss(generator: nn.Module, projector: PatchProjector, source: torch.Tensor,
+             translated: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """PatchNCE between an image and its translation, averaged over the layers."""
+    keys = encode(generator, source)
+    queries = encode(generator, translated)
+    ids = patch_ids(keys, rng)
+    pairs = zip(projector(queries, ids), projector(keys, ids))
+    return sum(patch_nce(q, k) for q, k in pairs) / len(NCE_LAYERS)
