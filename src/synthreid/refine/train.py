@@ -55,8 +55,9 @@ class RefinerTrainer:
         self.G = build_generator(config).to(self.device)
         self.D_B = PatchDiscriminator(ndf=config.ndf).to(self.device)
         if self.cut:  # one generator; a projection head per encoder layer instead of F
-            probe = cut.encode(self.G, torch.zeros(1, 3, config.height, config.width,
-                                                   device=self.device))
+            with torch.no_grad():  # the heads' input sizes: one look at G's encoder
+                probe = cut.encode(self.G, torch.zeros(1, 3, config.height, config.width,
+                                                       device=self.device))
             self.H = cut.PatchProjector([f.shape[1] for f in probe]).to(self.device)
             second, critics = self.H, [self.D_B]
             self.networks = ("G", "H", "D_B", "opt_G", "opt_D")
