@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from synthreid.datasets import ImageRecord, open_dataset
+from synthreid.datasets.images import load_resized
 from synthreid.datasets.records import check_readable
 from synthreid.errors import RefineError
 
@@ -27,9 +28,9 @@ def training_records(spec: str) -> list[ImageRecord]:
     return dataset.train
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(pixels).permute(2, 0, 1) / 127.5 - 1.0
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """RGB uint8 pixels (H, W, 3) to a (3, H, W) tensor in [-1, 1], the generators' range."""
+    return torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1) / 127.5 - 1.0
 
 
 def to_image(tensor: torch.Tensor) -> Image.Image:
@@ -38,8 +39,7 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
 
 
 def load_image(path, height: int, width: int) -> torch.Tensor:
-    with Image.open(path) as image:
-        return to_tensor(image.convert("RGB").resize((width, height), Image.BILINEAR))
+    return to_tensor(load_resized(path, height, width))
 
 
 def load_mask(path, height: int, width: int) -> torch.Tensor:

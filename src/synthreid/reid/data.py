@@ -18,6 +18,7 @@ from pydantic import Field
 from torch.utils.data import Dataset, Sampler
 
 from synthreid.config import Interval, Strict
+from synthreid.datasets.images import load_resized
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import ReidError
 
@@ -57,11 +58,6 @@ class Augment(Strict):
         for name in ("grayscale", "blur", "erasing"):
             names += [name] if getattr(self, name) else []
         return names
-
-
-def load_resized(path, height: int, width: int) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
