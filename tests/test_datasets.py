@@ -280,3 +280,23 @@ def test_a_dataset_yaml_carries_the_pattern_and_split(tmp_path):
     spec.write_text("root: prid450s\n")
     with pytest.raises(DatasetError, match="'layout' and 'root'"):
         read_dataset_file(spec)
+
+
+def test_a_dataset_yaml_brings_masks_for_any_layout(tmp_path):
+    from synthreid.datasets import read_dataset_file
+
+    prid450s_like(tmp_path / "prid450s")
+    write_image(tmp_path / "masks" / "cam1" / "0003001.png")  # one mask, same relative name
+    spec = tmp_path / "prid.yaml"
+    spec.write_text("layout: pattern\nroot: prid450s\nmasks: masks\n"
+                    "pattern: '(?P<pid>\\d{4})(?P<camid>\\d{3})\\.png'\nsplit: {count: 10}\n")
+    data = read_dataset_file(spec)
+    records = data.train + data.query + data.gallery
+    masked = [r for r in records if r.mask is not None]
+    assert [r.path.name for r in masked] == ["0003001.png"]
+    assert masked[0].mask == tmp_path / "masks" / "cam1" / "0003001.png"
+    assert "masks from" in data.summary() and "1 of 60 images" in data.summary()
+    spec.write_text("layout: pattern\nroot: prid450s\nmasks: nowhere\n"
+                    "pattern: '(?P<pid>\\d{4})(?P<camid>\\d{3})\\.png'\nsplit: {count: 10}\n")
+    with pytest.raises(DatasetError, match="masks: folder .*nowhere not found"):
+        read_dataset_file(spec)

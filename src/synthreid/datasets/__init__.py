@@ -15,7 +15,7 @@ from synthreid.datasets.cuhk03 import read_cuhk03_mat, read_cuhk03_np
 from synthreid.datasets.custom import IdSplit, read_folders, read_pattern
 from synthreid.datasets.market import read_market_layout
 from synthreid.datasets.msmt17 import read_msmt17
-from synthreid.datasets.records import ImageRecord, ReidDataset, relabel
+from synthreid.datasets.records import ImageRecord, ReidDataset, attach_masks, relabel
 from synthreid.datasets.two_camera import read_prid2011, read_viper
 from synthreid.errors import DatasetError
 
@@ -47,13 +47,15 @@ def read_dataset_file(path: str | Path, **extra) -> ReidDataset:
         pattern: '(?P<pid>\\d{4})(?P<camid>\\d{3})\\.png'
         split: {count: 100, seed: 0}   # or ranges: "301-450", fraction: 0.5, file: ids.txt
 
-    Any other key is passed to the reader (e.g. `kind: detected` for cuhk03-np)."""
+    `masks: DIR` gives person masks for any layout: DIR holds, for each image, a PNG of the
+    same path relative to the root (e.g. `cam_a/001_45.png` for `cam_a/001_45.bmp`). Any other
+    key is passed to the reader (e.g. `kind: detected` for cuhk03-np)."""
     import yaml
 
     path = Path(path).expanduser()
     try:
         spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise DatasetError(f"{path}: cannot read as YAML ({type(error).__name__})") from None
     if not isinstance(spec, dict) or "layout" not in spec or "root" not in spec:
         raise DatasetError(f"{path}: expected a mapping with 'layout' and 'root'")
@@ -63,14 +65,20 @@ def read_dataset_file(path: str | Path, **extra) -> ReidDataset:
             options["split"] = IdSplit(**options["split"])
         except TypeError:
             raise DatasetError(f"{path}: split takes ranges, count, fraction, file and seed") from None
-    root = Path(str(spec["root"])).expanduser()
-    if not root.is_absolute():
-        root = path.parent / root
+    masks = options.pop("masks", None)
+    root = _beside(path, spec["root"])
     try:
-        return read_dataset(str(spec["layout"]), root, **options)
+        dataset = read_dataset(str(spec["layout"]), root, **options)
     except TypeError as error:
         raise DatasetError(f"{path}: an option does not fit layout {spec['layout']!r} "
                            f"({error})") from None
+    return dataset if masks is None else attach_masks(dataset, _beside(path, masks))
+
+
+def _beside(yaml_path: Path, value) -> Path:
+    """A path from a dataset YAML: absolute, or relative to the YAML file's folder."""
+    folder = Path(str(value)).expanduser()
+    return folder if folder.is_absolute() else yaml_path.parent / folder
 
 
 def open_dataset(spec: str, **options) -> ReidDataset:

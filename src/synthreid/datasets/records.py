@@ -119,3 +119,28 @@ def split_query_gallery(records: list[ImageRecord]) -> tuple[list[ImageRecord], 
         query.append(replace(images[0], split="query"))
         gallery += [replace(r, split="gallery") for r in images[1:]]
     return query, gallery
+
+
+def attach_masks(dataset: ReidDataset, folder: Path) -> ReidDataset:
+    """Person masks from `folder`, by each image's path relative to the dataset root (as PNG);
+    images without one keep what their reader found."""
+    if not folder.is_dir():
+        raise DatasetError(f"masks: folder {folder} not found")
+    found = 0
+
+    def with_mask(record: ImageRecord) -> ImageRecord:
+        nonlocal found
+        try:
+            mask = folder / record.path.relative_to(dataset.root).with_suffix(".png")
+        except ValueError:  # an image outside the root: no relative name to look up
+            return record
+        if not mask.is_file():
+            return record
+        found += 1
+        return replace(record, mask=mask)
+
+    for split in ("train", "validation", "query", "gallery"):
+        setattr(dataset, split, [with_mask(r) for r in getattr(dataset, split)])
+    total = sum(len(getattr(dataset, s)) for s in ("train", "validation", "query", "gallery"))
+    dataset.notes.append(f"masks from {folder}: {found} of {total} images")
+    return dataset
