@@ -191,14 +191,18 @@ def test_ptgan_needs_masks_and_trains_with_them(domains, tmp_path):
                                   source=f"synthetic:{bare}"))
 
 
-def test_only_the_targets_training_split_is_read(domains, tmp_path):
-    red, blue = domains
+def test_only_the_training_splits_are_read(domains, tmp_path):
+    import shutil
+
+    red, blue = (shutil.copytree(d, tmp_path / d.name) for d in domains)
     for folder in ("query", "bounding_box_test"):
         for image in (blue / folder).iterdir():
             image.write_bytes(b"unreadable")  # the target's test images cannot be opened
-    trainer = RefinerTrainer(toy_config(domains, tmp_path / "t", iterations=2, log_every=1))
+    (red / "bounding_box_val").mkdir()  # nor the source's validation images
+    (red / "bounding_box_val" / "0099_c1_000000.png").write_bytes(b"unreadable")
+    trainer = RefinerTrainer(toy_config((red, blue), tmp_path / "t", iterations=2, log_every=1))
     trainer.fit()
-    assert all(r.split == "train" for r in trainer.b.records)
+    assert all(r.split == "train" for r in trainer.a.records + trainer.b.records)
 
 
 def test_refine_keeps_layout_labels_and_masks(domains, tmp_path):
