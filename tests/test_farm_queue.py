@@ -74,6 +74,10 @@ def test_a_late_worker_cannot_complete_a_job_it_lost(db_url):
     with engine.connect() as c:
         row = c.execute(select(jobs)).mappings().one()
     assert (row["status"], row["worker"], row["attempts"]) == ("done", "fast", 2)
+    # A retried completion (its first reply lost) is a success for the claim that completed,
+    # so the worker keeps its files; the lost claim still cannot complete.
+    assert queue.complete(engine, second, [])
+    assert not queue.complete(engine, first, [])
 
 
 def test_failures_are_retried_then_quarantined_and_requeued(db_url):

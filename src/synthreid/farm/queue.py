@@ -7,7 +7,8 @@
 - heartbeat: renews the lease while worker and token still match; no row changed means the
   job was lost to another worker.
 - complete: only `WHERE worker = ? AND token = ? AND status = 'running'`, so a late worker
-  that lost its job cannot mark it; the job and its images become done in one transaction.
+  that lost its job cannot mark it; the job and its images become done in one transaction. It is
+  idempotent: repeated by the same claim (a retry after a lost reply), it reports success.
 - fail: back to pending, or quarantined as failed after `max_attempts`, with the error kept.
 """
 
@@ -100,7 +101,11 @@ def complete(engine: Engine, claim_: Claim, results: list[dict]) -> bool:
             update(jobs).where(_mine(claim_))
             .values(status="done", lease_until=None, finished_at=db_now(), last_error=None))
         if done.rowcount != 1:
-            return False  # lost: another worker owns (or finished) this character now
+            # Done by this very claim already: a retry after a commit whose reply was lost. Any
+            # other state means the job was lost to another claim.
+            return connection.execute(select(jobs.c.id).where(
+                jobs.c.id == claim_.job_id, jobs.c.token == claim_.token,
+                jobs.c.status == "done")).first() is not None
         for result in results:
             connection.execute(
                 update(images).where(images.c.id == result["image_row"])
