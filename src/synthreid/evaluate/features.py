@@ -96,11 +96,11 @@ def evaluate_arrays(arrays: dict[str, np.ndarray], protocol: str, repeats: int =
         raise EvaluationError(f"ignore_ids must be whole numbers, got {ignore.dtype}")
     if protocol in ("thesis", "cuhk03-openreid"):
         features, ids, cams = pooled(arrays)
-        keep = ~np.isin(ids, ignore)
         if protocol == "thesis":
-            people = len(set(ids[(ids >= 0) & keep].tolist()))
-            return protocols.thesis(features, ids, cams, min(100, people), repeats=repeats,
-                                    seed=seed, ignore_ids=ignore)
+            identities = min(100, protocols.people_count(ids, ignore))
+            return protocols.thesis(features, ids, cams, identities, repeats=repeats, seed=seed,
+                                    ignore_ids=ignore)
+        keep = ~np.isin(ids, ignore)
         return protocols.cuhk03_openreid(features[keep], ids[keep], cams[keep],
                                          repeats=repeats, seed=seed)
     query, gallery = split_groups(arrays)

@@ -154,6 +154,19 @@ def _single_shot_cmc(qf: torch.Tensor, gf: torch.Tensor, q_ids: np.ndarray,
     return (first[:, None] <= ranks[None, :]).double().mean(0).cpu().numpy()
 
 
+def people(ids: np.ndarray, ignore_ids=()) -> np.ndarray:
+    """Which samples are people the thesis protocol may draw: not junk (negative ids), not one
+    of `ignore_ids` (e.g. Market's distractor id 0)."""
+    ids = np.asarray(ids)
+    return (ids >= 0) & ~np.isin(ids, np.asarray(ignore_ids, dtype=ids.dtype))
+
+
+def people_count(ids: np.ndarray, ignore_ids=()) -> int:
+    """How many identities the thesis protocol may draw from."""
+    ids = np.asarray(ids)
+    return len(np.unique(ids[people(ids, ignore_ids)]))
+
+
 def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: int = 0,
            ignore_ids=(), device: torch.device | None = None) -> CMCResult:
     """The thesis protocol on one pool of evaluation images (ids not used for training).
@@ -162,8 +175,7 @@ def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: 
     check_samples(features, ids, cams, "evaluation set")
     device = device or default_device()
     by_id: dict[int, np.ndarray] = {}
-    people = (ids >= 0) & ~np.isin(ids, np.asarray(ignore_ids, dtype=ids.dtype))
-    for pid in np.unique(ids[people]):
+    for pid in np.unique(ids[people(ids, ignore_ids)]):
         members = np.flatnonzero(ids == pid)
         if len(members) >= 2:
             by_id[int(pid)] = members
@@ -201,8 +213,8 @@ def _other_camera_single_shot(features, ids, cams, repeats: int, seed: int, max_
     features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
     check_samples(features, ids, cams, "evaluation set")
     device = device or default_device()
-    people = ids >= 0
-    features, ids, cams = features[people], ids[people], cams[people]
+    drawn = people(ids)
+    features, ids, cams = features[drawn], ids[drawn], cams[drawn]
     all_features = _tensor(features, device)
     norms = (all_features * all_features).sum(1)
     ranks, shortest = [], None

@@ -138,10 +138,10 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         config = self.config
         f_rate = config.lr * (config.finetune_lr_factor if config.init else 1.0)
-        head_params = list(self.model.g.parameters())
         groups = [{"params": [p for p in self.model.f.parameters() if p.requires_grad],
                    "lr": f_rate, "base_lr": f_rate},
-                  {"params": head_params, "lr": config.lr, "base_lr": config.lr}]
+                  {"params": list(self.model.g.parameters()), "lr": config.lr,
+                   "base_lr": config.lr}]
         if config.optimizer == "adam":
             return torch.optim.Adam(groups, weight_decay=config.weight_decay)
         return torch.optim.SGD(groups, momentum=config.momentum,
@@ -237,7 +237,7 @@ class Trainer:
                                         self.config.augment.width, self.device)
             ids = np.array([r.pid for r in source.validation])
             cams = np.array([r.camid for r in source.validation])
-            people = len(set(ids[~np.isin(ids, source.distractor_ids)].tolist()))
+            people = protocols.people_count(ids, source.distractor_ids)
             try:
                 results.append(protocols.thesis(
                     features, ids, cams, identities=min(self.config.validation_ids, people),
