@@ -366,6 +366,6 @@ def differing_keys(saved: dict[str, Any], asked: dict[str, Any],
     return [key for key in dict.fromkeys([*a, *b]) if key not in ignore and a.get(key) != b.get(key)]
 
 
-def dump_config(config: GenerationConfig) -> str:
-    """The frozen config as YAML, saved next to every output."""
+def dump_config(config: BaseModel) -> str:
+    """A frozen config (of any stage) as YAML, saved next to every output."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, model_validator
 
-from synthreid.config import Strict, read_yaml, validate_model
+from synthreid.config import Strict
 
 METHODS = ("cyclegan", "ptgan", "cut")
 
@@ -46,11 +44,3 @@ class RefinerConfig(Strict):
             raise ValueError(f"height and width must be multiples of 4 (two stride-2 stages), "
                              f"got {self.height}x{self.width}")
         return self
-
-
-def dump_refiner_config(config: RefinerConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
-
-def read_refiner_config(path: Path) -> RefinerConfig:
-    return validate_model(RefinerConfig, read_yaml(path), path)

@@ -24,9 +24,10 @@ import torch
 from PIL import Image
 
 from synthreid import atomic, run_folder
+from synthreid.config import dump_config
 from synthreid.errors import RefineError
 from synthreid.refine import cut, losses
-from synthreid.refine.config import RefinerConfig, dump_refiner_config
+from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import Domain, to_image, training_records
 from synthreid.refine.networks import PatchDiscriminator, ResnetGenerator
 from synthreid.refine.pool import ImagePool
@@ -83,7 +84,7 @@ class RefinerTrainer:
         resuming = run_folder.settle(self.out, existing, self.config.model_dump(mode="json"),
                                      resume, overwrite, RefineError)
         resumed = resuming and self._load_last()
-        atomic.write_text(self.out / "config.yaml", dump_refiner_config(self.config))
+        atomic.write_text(self.out / "config.yaml", dump_config(self.config))
         self.opened = True
         return resumed
 

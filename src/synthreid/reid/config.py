@@ -92,9 +92,5 @@ def load_train_config(config_file: str | Path | None = None, recipe: str | None 
     return validate_model(TrainConfig, data, config_file or f"recipe {name}")
 
 
-def dump_train_config(config: TrainConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
-
 def read_saved_config(path: Path) -> TrainConfig:
     return validate_model(TrainConfig, read_yaml(path), path)

@@ -20,13 +20,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthreid import atomic, run_folder
+from synthreid.config import dump_config
 from synthreid.datasets import ReidDataset, relabel
 from synthreid.datasets.records import ImageRecord
 from synthreid.datasets.splits import draw_ids
 from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
 from synthreid.reid.checkpoint import load_checkpoint
-from synthreid.reid.config import RUNTIME_ONLY, TrainConfig, dump_train_config
+from synthreid.reid.config import RUNTIME_ONLY, TrainConfig
 from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
 from synthreid.reid.features import extract_features
 from synthreid.reid.model import ReidModel
@@ -158,7 +159,7 @@ class Trainer:
                                      remove=self.rank == 0)
         resumed = resuming and self._load_last()
         if self.rank == 0:
-            atomic.write_text(self.out / "config.yaml", dump_train_config(self.config))
+            atomic.write_text(self.out / "config.yaml", dump_config(self.config))
         self._barrier()
         self.opened = True
         return resumed
