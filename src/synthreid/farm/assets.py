@@ -45,8 +45,8 @@ def _store_cubemap(connection: Connection, source: str) -> str:
 
 def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) -> CharacterSpec:
     """The spec with every user file it names replaced by its content key (stored once)."""
-    room, gait = spec.room, spec.gait
-    background, motion = room.background, gait.motion
+    room = spec.room
+    background, motion = room.background, spec.gait.motion
     if background and not background.startswith(("builtin:", PREFIX)):
         if background not in memo:
             store = _store_cubemap if room.kind == "cubemap" else _store_file
@@ -56,14 +56,18 @@ def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) ->
         if motion not in memo:
             memo[motion] = _store_file(connection, motion)
         motion = memo[motion]
+    return _with_sources(spec, background, motion)
+
+
+def _with_sources(spec: CharacterSpec, background: str | None,
+                  motion: str | None) -> CharacterSpec:
     return spec.model_copy(update={
-        "room": room.model_copy(update={"background": background}),
-        "gait": gait.model_copy(update={"motion": motion})})
+        "room": spec.room.model_copy(update={"background": background}),
+        "gait": spec.gait.model_copy(update={"motion": motion})})
 
 
-def _fetch(engine: Engine, name: str, cache: Path) -> Path:
-    """The cached file of asset `name` (sha256 + suffix), fetched and checked once."""
-    target = cache / name
+def _fetch(engine: Engine, name: str, target: Path) -> Path:
+    """Asset `name` (sha256 + suffix) as the file `target`, fetched and checked once."""
     if target.is_file():
         return target
     digest = name.split(".", 1)[0]
@@ -78,22 +82,19 @@ def _fetch(engine: Engine, name: str, cache: Path) -> Path:
 
 def materialize(engine: Engine, spec: CharacterSpec, cache: Path) -> CharacterSpec:
     """The spec with every asset key replaced by a local file (or cubemap folder) in `cache`."""
-    room, gait = spec.room, spec.gait
-    background, motion = room.background, gait.motion
+    room = spec.room
+    background, motion = room.background, spec.gait.motion
     if background and background.startswith(PREFIX):
         name = background.removeprefix(PREFIX)
-        if room.kind == "cubemap":
-            faces = json.loads(_fetch(engine, name, cache).read_text())
+        if room.kind == "cubemap":  # the faces go straight into the folder the renderer reads
+            faces = json.loads(_fetch(engine, name, cache / name).read_text())
             folder = cache / f"cubemap-{name.split('.', 1)[0]}"
             for face, face_name in faces.items():
-                file = folder / f"{face}{Path(face_name).suffix}"
-                if not file.is_file():
-                    atomic.write_bytes(file, _fetch(engine, face_name, cache).read_bytes())
+                _fetch(engine, face_name, folder / f"{face}{Path(face_name).suffix}")
             background = str(folder)
         else:
-            background = str(_fetch(engine, name, cache))
+            background = str(_fetch(engine, name, cache / name))
     if motion and motion.startswith(PREFIX):
-        motion = str(_fetch(engine, motion.removeprefix(PREFIX), cache))
-    return spec.model_copy(update={
-        "room": room.model_copy(update={"background": background}),
-        "gait": gait.model_copy(update={"motion": motion})})
+        name = motion.removeprefix(PREFIX)
+        motion = str(_fetch(engine, name, cache / name))
+    return _with_sources(spec, background, motion)
