@@ -137,11 +137,11 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
             rgb = storage.read_verified(row["storage_key"], row["sha256"])
             _write_image(rgb, staging / folders[split] / name, image_format, quality)
             mask_key = row["storage_key"].removesuffix(".png") + ".mask.png"
-            mask = _verified_mask(storage, mask_key, row["record"])
+            mask, person = _verified_mask(storage, mask_key, row["record"])
             (staging / "masks" / f"{stem}.png").write_bytes(mask)
             metadata.append(_metadata_row(name, split, pid, int(camid), row["spec"], row["view"]))
             image, annotation = coco_entry(len(coco_images) + 1, f"{folders[split]}/{name}",
-                                           read_mask(io.BytesIO(mask)),
+                                           person,
                                            row["record"]["keypoints"]["xyv"], index)
             coco_images.append(image)
             coco_annotations.append(annotation)
@@ -170,15 +170,12 @@ def _write_image(data: bytes, path: Path, image_format: str, quality: int) -> No
         image.convert("RGB").save(path, "JPEG", quality=quality)
 
 
-def _verified_mask(storage: Storage, key: str, record: dict) -> bytes:
-    """The mask, checked against its upload checksum (runs rendered before checksums were
-    recorded: checked to decode as an image)."""
+def _verified_mask(storage: Storage, key: str, record: dict) -> tuple[bytes, np.ndarray]:
+    """The mask's bytes, checked against its upload checksum (runs rendered before checksums
+    were recorded have none), and the mask decoded."""
     expected = (record.get("sha256") or {}).get("mask")
-    if expected:
-        return storage.read_verified(key, expected)
-    data = storage.read(key)
+    data = storage.read_verified(key, expected) if expected else storage.read(key)
     try:
-        read_mask(io.BytesIO(data))
+        return data, read_mask(io.BytesIO(data))
     except (OSError, UnidentifiedImageError):
         raise JobError(f"storage {storage.url}: {key} is not a readable mask image") from None
-    return data
