@@ -18,10 +18,12 @@ import torch
 from PIL import Image
 
 from synthreid import atomic
+from synthreid.config import validate_model
 from synthreid.datasets import open_dataset
 from synthreid.errors import RefineError
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
+from synthreid.refine.train import build_generator
 from synthreid.torch_files import read_torch_file
 
 
@@ -34,12 +36,10 @@ class RefineResult:
 
 
 def load_refiner(checkpoint: str | Path, device: torch.device):
-    from synthreid.refine.train import build_generator
-
     state = read_torch_file(checkpoint, "refiner checkpoint", RefineError)
     if not isinstance(state, dict) or "G" not in state or "config" not in state:
         raise RefineError(f"{checkpoint}: not a refiner checkpoint (no G and config)")
-    config = RefinerConfig.model_validate(state["config"])
+    config = validate_model(RefinerConfig, state["config"], checkpoint)
     generator = build_generator(config)
     generator.load_state_dict(state["G"])
     return generator.to(device).eval(), config
