@@ -18,6 +18,7 @@ from synthreid.datasets.records import (
 
 MARKET_NAME = re.compile(r"^(?P<pid>-?\d+)_c(?P<camid>\d+)")
 FOLDERS = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
+VALIDATION_FOLDER = "bounding_box_val"  # our export's held-out validation ids
 EXAMPLES = {"market1501": "0001_c1s1_000001_00.jpg", "dukemtmc": "0001_c2_f0046182.jpg",
             "cuhk03-np": "0001_c1_1.png", "synthetic": "0001_c1_000001_000.png"}
 
@@ -28,8 +29,8 @@ def read_market_layout(root: str | Path, name: str = "market1501",
     example = EXAMPLES.get(name, EXAMPLES["market1501"])
     parts: dict[str, list[ImageRecord]] = {}
     folders = dict(FOLDERS)
-    if (root / "bounding_box_val").is_dir():
-        folders["validation"] = "bounding_box_val"
+    if (root / VALIDATION_FOLDER).is_dir():
+        folders["validation"] = VALIDATION_FOLDER
     for split, folder_name in folders.items():
         folder = root / folder_name
         paths = list_images(folder)

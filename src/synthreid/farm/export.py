@@ -13,19 +13,27 @@ but needs our reader or a custom dataset class there). Masks stay lossless PNG.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from sqlalchemy import select
 
+from synthreid import atomic
 from synthreid.datasets.splits import hold_out
+from synthreid.datasets.writer import (
+    MARKET_FOLDERS,
+    MASK_FOLDER,
+    check_free,
+    make_market_folders,
+    market_stem,
+    save_image,
+    staged_folder,
+    write_csv,
+)
 from synthreid.errors import JobError
 from synthreid.farm.db import characters, connect, images, run_id, runs
 from synthreid.farm.storage import Storage
@@ -84,11 +92,7 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
         raise JobError(f"--format: expected jpg or png, got {image_format!r}")
     if not 1 <= quality <= 100:
         raise JobError(f"--quality: expected 1 to 100, got {quality}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise JobError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        raise JobError(f"{out}: folder exists and is not empty")
+    out = check_free(out)
     engine = connect(db_url, create=False)
     run = run_id(engine, run_name)
     status = run_status(engine, run)
@@ -112,13 +116,8 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
     splits = _split_ids(sorted({r["index"] for r in rows}), seed)
     rng = np.random.default_rng([seed, 3])
     cams = rng.integers(1, 3, len(rows))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
-    try:
-        folders = {"train": "bounding_box_train", "val": "bounding_box_val",
-                   "gallery": "bounding_box_test", "query": "query"}
-        for folder in list(folders.values()) + ["masks"]:
-            (staging / folder).mkdir()
+    with staged_folder(out) as staging:
+        folders = make_market_folders(staging)
         queried: set[int] = set()
         has_cam1 = {r["index"] for r, c in zip(rows, cams) if c == 1}
         metadata, coco_images, coco_annotations = [], [], []
@@ -132,42 +131,25 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
                     queried.add(index)
                 else:
                     split = "gallery"
-            stem = f"{pid:04d}_c{camid}_{index:06d}{row['image']:03d}"
+            stem = market_stem(pid, int(camid), index, row["image"])
             name = f"{stem}.{image_format}"
             rgb = storage.read_verified(row["storage_key"], row["sha256"])
-            _write_image(rgb, staging / folders[split] / name, image_format, quality)
+            save_image(rgb, folders[split] / name, image_format, quality)
             mask_key = row["storage_key"].removesuffix(".png") + ".mask.png"
             mask, person = _verified_mask(storage, mask_key, row["record"])
-            (staging / "masks" / f"{stem}.png").write_bytes(mask)
+            atomic.write_bytes(staging / MASK_FOLDER / f"{stem}.png", mask)
             metadata.append(_metadata_row(name, split, pid, int(camid), row["spec"], row["view"]))
-            image, annotation = coco_entry(len(coco_images) + 1, f"{folders[split]}/{name}",
-                                           person,
+            image, annotation = coco_entry(len(coco_images) + 1,
+                                           f"{MARKET_FOLDERS[split]}/{name}", person,
                                            row["record"]["keypoints"]["xyv"], index)
             coco_images.append(image)
             coco_annotations.append(annotation)
-        with open(staging / "metadata.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(metadata[0]))
-            writer.writeheader()
-            writer.writerows(metadata)
-        (staging / "keypoints.json").write_text(json.dumps(
-            coco_document(coco_images, coco_annotations)))
-        (staging / "split.json").write_text(json.dumps(
+        write_csv(staging / "metadata.csv", metadata)
+        atomic.write_text(staging / "keypoints.json",
+                          json.dumps(coco_document(coco_images, coco_annotations)))
+        atomic.write_text(staging / "split.json", json.dumps(
             {k: sorted(i + 1 for i in v) for k, v in splits.items()}))
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
-
-
-def _write_image(data: bytes, path: Path, image_format: str, quality: int) -> None:
-    if image_format == "png":
-        path.write_bytes(data)  # as rendered, byte for byte
-        return
-    with Image.open(io.BytesIO(data)) as image:
-        image.convert("RGB").save(path, "JPEG", quality=quality)
 
 
 def _verified_mask(storage: Storage, key: str, record: dict) -> tuple[bytes, np.ndarray]:

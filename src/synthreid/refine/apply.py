@@ -5,21 +5,21 @@ and splits), its masks, keypoints and metadata copied as they are; only the imag
 is resized to the refiner's size, translated, and resized back to its own size: re-id crops of
 one dataset share an aspect ratio close to the refiner's (2:1), so resizing distorts little,
 while padding would spend the refiner's pixels on borders it never saw in training.
-Images already written are skipped, so an interrupted run resumes; every write is atomic.
+Images already written are skipped, so an interrupted run resumes; every write is atomic and
+goes through the same writer as the farm's export (`datasets/writer.py`).
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from synthreid import atomic
 from synthreid.config import validate_model
 from synthreid.datasets import open_dataset
+from synthreid.datasets.writer import copy_file, save_image
 from synthreid.errors import RefineError
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
@@ -60,8 +60,7 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
     for path in sorted(root.rglob("*")):
         target = out / path.relative_to(root)
         if path.is_file() and path.resolve() not in images and not target.exists():
-            with atomic.atomic_path(target) as tmp:
-                shutil.copyfile(path, tmp)
+            copy_file(path, target)
             copied += 1
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for start in range(0, len(todo), batch_size):
@@ -73,9 +72,7 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
             with Image.open(path) as original:
                 size, image_format = original.size, original.format
             picture = to_image(image).resize(size, Image.BICUBIC)
-            with atomic.atomic_path(out / path.relative_to(root)) as tmp:
-                options = {"quality": 95} if image_format == "JPEG" else {}
-                picture.save(tmp, format=image_format, **options)
+            save_image(picture, out / path.relative_to(root), image_format)
         if progress is not None:
             progress(len(chunk))
     return RefineResult(out=out, refined=len(todo), skipped=len(images) - len(todo),
