@@ -474,6 +474,25 @@ def refine(
 
 
 @app.command()
+def masks(
+    data: str = typer.Option(..., "--data", help="a real dataset: LAYOUT:ROOT or .yaml"),
+    out: Path = typer.Option(..., "--out", "-o", help="the mask folder (then `masks: DIR`)"),
+) -> None:
+    """Person masks for a real dataset (mediapipe selfie segmentation), for PTGAN's real side."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from synthreid.refine.masks import write_masks
+
+    with _one_line_errors(), Progress(TextColumn("masks"), BarColumn(), MofNCompleteColumn(),
+                                      console=console) as bar:
+        task = bar.add_task("masks", total=None)
+        result = write_masks(data, out, progress=lambda n: bar.advance(task, n))
+    console.print(f"{result.written} masks written ({result.skipped} already there, "
+                  f"{result.empty} with no person found) in {result.out}; give it to the "
+                  f"dataset YAML as `masks: {result.out}`")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", "-o"),
     preset: str = typer.Option("IV"),

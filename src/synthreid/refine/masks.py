@@ -1,0 +1,93 @@
+"""Person masks for real images, from mediapipe's selfie-segmentation model (it ships inside
+the `mediapipe==0.10.14` wheel: nothing is downloaded at run time).
+
+PTGAN's identity term needs a mask per real image. `write_masks` writes one PNG per image of a
+dataset into a folder, by the image's path relative to the dataset root, which is what a dataset
+YAML's `masks: DIR` reads back. The model wants a square input: a tall re-id crop is padded to a
+square (edge pixels repeated) rather than squashed, which keeps a person's proportions as the
+model saw them in training (benchmarks/mask_quality.py measures both).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synthreid.datasets import open_dataset
+from synthreid.datasets.writer import save_image
+from synthreid.errors import RefineError
+
+THRESHOLD = 0.5  # the model's person confidence at which a pixel counts as person
+
+
+class PersonSegmenter:
+    """mediapipe's general selfie-segmentation model (256x256 input), one image at a time."""
+
+    def __init__(self, pad_square: bool = True):
+        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's start-up chatter
+        from mediapipe.python.solutions import selfie_segmentation
+
+        self._model = selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self.pad_square = pad_square
+
+    def __enter__(self) -> PersonSegmenter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._model.close()
+
+    def confidence(self, rgb: np.ndarray) -> np.ndarray:
+        """Per-pixel person confidence in [0, 1] for an HxWx3 uint8 image."""
+        height, width = rgb.shape[:2]
+        if not self.pad_square or height == width:
+            return self._model.process(np.ascontiguousarray(rgb)).segmentation_mask
+        side = max(height, width)
+        top, left = (side - height) // 2, (side - width) // 2
+        square = np.pad(rgb, ((top, side - height - top), (left, side - width - left), (0, 0)),
+                        mode="edge")
+        mask = self._model.process(square).segmentation_mask
+        return mask[top:top + height, left:left + width]
+
+    def mask(self, rgb: np.ndarray) -> np.ndarray:
+        return self.confidence(rgb) >= THRESHOLD
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+@dataclass
+class MasksResult:
+    out: Path
+    written: int
+    skipped: int  # already there (resumed)
+    empty: int  # images where the model found no person (an all-black mask is written)
+
+
+def write_masks(data: str, out: str | Path, progress=None) -> MasksResult:
+    """A PNG mask (255 person, 0 background) for every image of `data` under `out`, by its path
+    relative to the dataset root. Masks already there are kept, so a stopped run resumes."""
+    dataset = open_dataset(data)
+    root, out = dataset.root.resolve(), Path(out).resolve()
+    if out == root or root in out.parents:
+        raise RefineError(f"--out {out}: must lie outside the dataset {root}")
+    if out.exists() and not out.is_dir():
+        raise RefineError(f"--out {out}: exists and is not a folder")
+    records = dataset.train + dataset.validation + dataset.query + dataset.gallery
+    images = sorted({r.path.resolve() for r in records})
+    todo = [p for p in images if not (out / p.relative_to(root)).with_suffix(".png").exists()]
+    empty = 0
+    with PersonSegmenter() as segmenter:
+        for path in todo:
+            mask = segmenter.mask(read_rgb(path))
+            empty += not mask.any()
+            picture = Image.fromarray(mask.astype(np.uint8) * 255)
+            save_image(picture, (out / path.relative_to(root)).with_suffix(".png"), "png")
+            if progress is not None:
+                progress(1)
+    return MasksResult(out=out, written=len(todo), skipped=len(images) - len(todo), empty=empty)
