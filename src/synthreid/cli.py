@@ -493,6 +493,43 @@ def masks(
 
 
 @app.command()
+def experiment(
+    config: Path = typer.Argument(..., help="an experiment YAML, e.g. experiments/small.yaml"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="default: out/experiments/<config name>"),
+) -> None:
+    """The thesis' experiment matrix on a real dataset, resumable; writes report.md/.html."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from synthreid.experiment.matrix import run_experiment
+
+    columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with _one_line_errors(), Progress(*columns, console=console) as bar:
+        overall = bar.add_task("stages", total=None)
+        inner = bar.add_task("", total=None, visible=False)
+
+        def on_stage(stage, index: int, total: int, finished: bool) -> None:
+            bar.update(overall, description=stage.name, total=total,
+                       completed=index + finished)
+            bar.update(inner, visible=False)
+
+        def progress(name: str, done: int, total: int) -> None:
+            bar.update(inner, description=f"  {name}", completed=done, total=total, visible=True)
+
+        report = run_experiment(config, out, say=console.print, progress=progress,
+                                on_stage=on_stage)
+    console.print(f"report: {report['md']} and {report['html']}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", "-o"),
     preset: str = typer.Option("IV"),

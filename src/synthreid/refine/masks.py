@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from synthreid.datasets import open_dataset
 from synthreid.datasets.writer import save_image
@@ -69,22 +69,33 @@ class MasksResult:
     empty: int  # images where the model found no person (an all-black mask is written)
 
 
-def write_masks(data: str, out: str | Path, progress=None) -> MasksResult:
-    """A PNG mask (255 person, 0 background) for every image of `data` under `out`, by its path
-    relative to the dataset root. Masks already there are kept, so a stopped run resumes."""
-    dataset = open_dataset(data)
+SPLITS = ("train", "validation", "query", "gallery")
+
+
+def write_masks(data: str, out: str | Path, progress=None,
+                splits: tuple[str, ...] = SPLITS) -> MasksResult:
+    """A PNG mask (255 person, 0 background) for every image of `data`'s `splits` under `out`,
+    by its path relative to the dataset root. Masks already there are kept, so a stopped run
+    resumes. Images of other splits are never opened."""
+    if not splits or set(splits) - set(SPLITS):
+        raise RefineError(f"splits: expected some of {', '.join(SPLITS)}, got {splits}")
+    dataset = open_dataset(data, check_images=False)
     root, out = dataset.root.resolve(), Path(out).resolve()
     if out == root or root in out.parents:
         raise RefineError(f"--out {out}: must lie outside the dataset {root}")
     if out.exists() and not out.is_dir():
         raise RefineError(f"--out {out}: exists and is not a folder")
-    records = dataset.train + dataset.validation + dataset.query + dataset.gallery
+    records = [r for split in splits for r in getattr(dataset, split)]
     images = sorted({r.path.resolve() for r in records})
     todo = [p for p in images if not (out / p.relative_to(root)).with_suffix(".png").exists()]
     empty = 0
     with PersonSegmenter() as segmenter:
         for path in todo:
-            mask = segmenter.mask(read_rgb(path))
+            try:
+                rgb = read_rgb(path)
+            except (OSError, UnidentifiedImageError):
+                raise RefineError(f"{path}: not a readable image") from None
+            mask = segmenter.mask(rgb)
             empty += not mask.any()
             picture = Image.fromarray(mask.astype(np.uint8) * 255)
             save_image(picture, (out / path.relative_to(root)).with_suffix(".png"), "png")

@@ -1,0 +1,119 @@
+"""The typed description of an experiment (`synthreid experiment CONFIG.yaml`): which real data,
+which presets at which size, which refiners, how re-id models train and how they are scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from synthreid.config import PRESET_NAMES, Strict, read_yaml, validate_model
+from synthreid.errors import ConfigError
+from synthreid.evaluate import PROTOCOLS
+
+
+class Generation(Strict):
+    characters: int = Field(1500, ge=4)  # the thesis: 1500 characters x 10 images per preset
+    images: int = Field(10, ge=2)
+    crop_height: int | None = Field(None, ge=32)  # None: the preset's
+    engine: Literal["cycles", "workbench"] | None = None  # None: the preset's
+    samples: int | None = Field(None, ge=1)  # Cycles samples; None: the preset's
+    workers: int | None = Field(None, ge=1)  # local render workers; None: one per core
+    image_format: Literal["jpg", "png"] = "jpg"
+
+
+class Refiners(Strict):
+    """Which refiners per preset (default: the thesis' CycleGAN for each, PTGAN for IV) and the
+    settings they share (those of `synthreid refiner train`)."""
+    methods: dict[str, list[Literal["cyclegan", "ptgan", "cut"]]] = Field(
+        default_factory=lambda: {"I": ["cyclegan"], "II": ["cyclegan"], "III": ["cyclegan"],
+                                 "IV": ["cyclegan", "ptgan"]})
+    settings: dict[str, Any] = Field(default_factory=lambda: {"iterations": 20000})
+
+
+class Reid(Strict):
+    """`reid train` settings for every model (recipe, then `settings` as a TrainConfig's fields);
+    finetuning starts from a model's best epoch at `finetune_lr_factor` for f."""
+    recipe: Literal["modern", "openreid"] = "modern"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    finetune: dict[str, Any] = Field(default_factory=dict)  # overrides for finetuned models
+
+
+class Evaluation(Strict):
+    repeats: int = Field(10, ge=1)  # draws of the thesis' 100-id single-shot protocol
+    standard: str | None = "market"  # the dataset's standard protocol; None: none
+    seed: int = Field(0, ge=0)
+
+
+class ExperimentConfig(Strict):
+    real: str  # the real dataset: LAYOUT:ROOT or a dataset YAML (its training ids are used)
+    second_real: str | None = None  # Figure A.2: does a model generalise to another dataset?
+    presets: list[str] = Field(default_factory=lambda: list(PRESET_NAMES))
+    generation: Generation = Generation()
+    refiners: Refiners = Refiners()
+    reid: Reid = Reid()
+    # Models first trained on these, then on the real training ids (Table 3.4). Names are model
+    # names: generated-P, refined-P-METHOD.
+    finetune: list[str] = Field(default_factory=lambda: [
+        "generated-IV", "refined-IV-cyclegan", "refined-IV-ptgan"])
+    # Real and synthetic training ids together (the thesis' future work), one model each.
+    mixed: list[str] = Field(default_factory=lambda: ["refined-IV-cyclegan"])
+    evaluation: Evaluation = Evaluation()
+    db: str | None = None  # job database URL; None: SQLite in the experiment folder
+    storage: str | None = None  # render storage URL; None: a folder in the experiment folder
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        unknown = [p for p in self.presets if p not in PRESET_NAMES]
+        if unknown or not self.presets:
+            raise ValueError(f"presets: expected some of {', '.join(PRESET_NAMES)}, got "
+                             f"{self.presets}")
+        for preset, methods in self.refiners.methods.items():
+            if preset not in self.presets:
+                raise ValueError(f"refiners.methods: preset {preset!r} is not in presets")
+            if len(set(methods)) != len(methods):
+                raise ValueError(f"refiners.methods.{preset}: a method is named twice")
+        known = set(self.synthetic_models())
+        for field in ("finetune", "mixed"):
+            for name in getattr(self, field):
+                if name not in known:
+                    raise ValueError(f"{field}: {name!r} is no model of this experiment "
+                                     f"(known: {', '.join(sorted(known))})")
+        if self.evaluation.standard is not None and self.evaluation.standard not in PROTOCOLS:
+            raise ValueError(f"evaluation.standard: expected one of {', '.join(PROTOCOLS)}")
+        if (self.db is None) != (self.storage is None):
+            raise ValueError("db and storage: give both (a farm) or neither (local)")
+        return self
+
+    def synthetic_models(self) -> list[str]:
+        names = [f"generated-{p}" for p in self.presets]
+        for preset in self.presets:
+            names += [f"refined-{preset}-{m}" for m in self.refiners.methods.get(preset, [])]
+        return names
+
+
+def load_experiment_config(path: str | Path) -> ExperimentConfig:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment config")
+    data = read_yaml(path)
+    for key in ("real", "second_real"):  # dataset paths are relative to the config's folder
+        value = data.get(key)
+        if isinstance(value, str):
+            data[key] = _beside(path, value)
+    return validate_model(ExperimentConfig, data, path)
+
+
+def _beside(config: Path, spec: str) -> str:
+    if spec.endswith((".yaml", ".yml")):
+        return str(_absolute(config, spec))
+    layout, sep, root = spec.partition(":")
+    return f"{layout}:{_absolute(config, root)}" if sep and root else spec
+
+
+def _absolute(config: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (config.parent / path).resolve()
+

@@ -1,0 +1,304 @@
+"""The thesis' experiment matrix (Tables 3.2-3.4, Figures A.1-A.2) as stages:
+
+    generate-P          plan, render (job database + workers), export preset P
+    masks-real          person masks for the real training images (when PTGAN is asked)
+    refine-P-M          train refiner M from P's export to the real training images, apply it
+    model-NAME          a re-id model: generated-P, refined-P-M, real, finetuned-NAME, mixed-NAME
+    evaluate-NAME-ON    a model scored on the real test ids (thesis protocol + the standard
+                        one), on its own export's test ids (A.1), on a second real set (A.2)
+
+Only `evaluate-*` stages open the real dataset's test images: every other stage reads it with
+its images unchecked and uses its training split only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synthreid.config import config_from_dict, deep_merge, load_config
+from synthreid.experiment.config import ExperimentConfig
+from synthreid.experiment.stages import Stage, run_stage
+
+REAL = "real"
+OnStage = Callable[[Stage, int, int, bool], None]
+
+
+@dataclass
+class Plan:
+    """Every stage of an experiment, in an order where inputs come first."""
+    stages: list[Stage] = field(default_factory=list)
+    by_name: dict[str, Stage] = field(default_factory=dict)
+
+    def add(self, stage: Stage, root: Path) -> Stage:
+        self.stages.append(stage.place(root))
+        self.by_name[stage.name] = stage
+        return stage
+
+
+def _dataset_identity(spec: str) -> dict[str, Any]:
+    """What names a user's dataset in stage keys: its spec, and a YAML's contents."""
+    identity: dict[str, Any] = {"spec": spec}
+    if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
+        identity["yaml"] = Path(spec).read_text()
+    return identity
+
+
+def generation_config(config: ExperimentConfig, preset: str):
+    data = load_config(preset).model_dump()
+    generation = config.generation
+    if generation.crop_height:
+        data["crop"]["height_px"] = generation.crop_height
+    if generation.engine:
+        data["render"]["engine"] = generation.engine
+    if generation.samples:
+        data["render"]["samples"] = generation.samples
+    return config_from_dict(data, f"experiment preset {preset}")
+
+
+def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
+    plan = Plan()
+    real = _dataset_identity(config.real)
+    datasets: dict[str, Stage] = {}  # model name -> the stage that made its training data
+    for preset in config.presets:
+        datasets[f"generated-{preset}"] = plan.add(Stage(
+            f"generate-{preset}", "generate",
+            {"preset": generation_config(config, preset).model_dump(mode="json"),
+             "characters": config.generation.characters, "images": config.generation.images,
+             "format": config.generation.image_format, "seed": config.seed}), root)
+    masks = None
+    if any("ptgan" in methods for methods in config.refiners.methods.values()):
+        masks = plan.add(Stage("masks-real", "masks", {"real": real}), root)
+    for preset, methods in config.refiners.methods.items():
+        for method in methods:
+            inputs = [datasets[f"generated-{preset}"]] + ([masks] if method == "ptgan" else [])
+            datasets[f"refined-{preset}-{method}"] = plan.add(Stage(
+                f"refine-{preset}-{method}", "refine",
+                {"method": method, "real": real, "settings": config.refiners.settings,
+                 "seed": config.seed}, inputs), root)
+    reid = {"recipe": config.reid.recipe, "settings": config.reid.settings, "seed": config.seed}
+    models: dict[str, Stage] = {}
+    for name, made_by in datasets.items():
+        models[name] = plan.add(Stage(f"model-{name}", "model", {**reid, "data": "synthetic"},
+                                      [made_by]), root)
+    models[REAL] = plan.add(Stage(f"model-{REAL}", "model", {**reid, "data": "real",
+                                                             "real": real}), root)
+    finetune = deep_merge(reid, {"settings": config.reid.finetune})
+    for name in config.finetune:
+        models[f"finetuned-{name}"] = plan.add(Stage(
+            f"model-finetuned-{name}", "model", {**finetune, "data": "real", "real": real,
+                                                 "init": name}, [models[name]]), root)
+    for name in config.mixed:
+        models[f"mixed-{name}"] = plan.add(Stage(
+            f"model-mixed-{name}", "model", {**reid, "data": "mixed", "real": real},
+            [datasets[name]]), root)
+    scoring = config.evaluation.model_dump()
+    for name, model in models.items():
+        plan.add(Stage(f"evaluate-{name}-on-real", "evaluate",
+                       {**scoring, "on": "real", "real": real}, [model]), root)
+        if name in datasets:  # Figure A.1: its own export's test ids
+            plan.add(Stage(f"evaluate-{name}-on-own", "evaluate",
+                           {**scoring, "on": "own", "standard": None}, [model, datasets[name]]),
+                     root)
+        if config.second_real:  # Figure A.2
+            plan.add(Stage(f"evaluate-{name}-on-second", "evaluate",
+                           {**scoring, "on": "second", "standard": None,
+                            "second": _dataset_identity(config.second_real)}, [model]), root)
+    return plan
+
+
+class Experiment:
+    """Runs a plan's stages in order, each through `run_stage` (skipped when finished)."""
+
+    def __init__(self, config: ExperimentConfig, out: Path, say: Callable[[str], None] = print,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.config, self.out = config, Path(out)
+        self.plan = plan_experiment(config, self.out)
+        self.say, self.progress = say, progress
+        self.results: dict[str, dict[str, Any]] = {}
+
+    @property
+    def db_url(self) -> str:
+        return self.config.db or f"sqlite:///{(self.out / 'jobs.db').resolve()}"
+
+    @property
+    def storage_url(self) -> str:
+        return self.config.storage or str((self.out / "storage").resolve())
+
+    def run(self, on_stage: OnStage | None = None) -> dict[str, dict]:
+        """`on_stage(stage, index, total, finished)` is called before and after each stage."""
+        works = {"generate": self._generate, "masks": self._masks, "refine": self._refine,
+                 "model": self._model, "evaluate": self._evaluate}
+        total = len(self.plan.stages)
+        for index, stage in enumerate(self.plan.stages):
+            if on_stage is not None:
+                on_stage(stage, index, total, False)
+            self.results[stage.name] = run_stage(stage, works[stage.kind])
+            if on_stage is not None:
+                on_stage(stage, index, total, True)
+        return self.results
+
+    def _inner(self, stage: Stage, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage.name, done, total)
+
+    def _result(self, stage: Stage) -> dict[str, Any]:
+        return self.results[stage.name]
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _generate(self, stage: Stage) -> dict[str, Any]:
+        from synthreid.farm.db import connect
+        from synthreid.farm.export import export_run
+        from synthreid.farm.plan import plan_run
+        from synthreid.farm.supervisor import render_run
+
+        settings, preset = stage.settings, stage.name.removeprefix("generate-")
+        config = config_from_dict(settings["preset"], f"experiment preset {preset}")
+        run = f"{stage.name}-{stage.key}"
+        dataset = stage.folder / "dataset"
+        if not (dataset / "split.json").exists():
+            stage.log(f"planning {settings['characters']} x {settings['images']} as run {run}")
+            plan_run(connect(self.db_url), run, config, settings["characters"],
+                     settings["images"], settings["seed"])
+            stage.log("rendering")
+            render_run(self.db_url, self.storage_url, self.config.generation.workers, run,
+                       progress=False)
+            stage.log("exporting")
+            export_run(self.db_url, self.storage_url, run, dataset,
+                       image_format=settings["format"])
+        return {"dataset": f"synthetic:{dataset}", "run": run}
+
+    # -- refinement -------------------------------------------------------------------------
+
+    def _masks(self, stage: Stage) -> dict[str, Any]:
+        """The real dataset with masks for its training images (PTGAN's real-side term)."""
+        from synthreid.datasets import open_dataset
+        from synthreid.refine.masks import write_masks
+
+        masks = stage.folder / "masks"
+        result = write_masks(self.config.real, masks, splits=("train",))
+        stage.log(f"{result.written} masks written, {result.empty} without a person found")
+        spec = _dataset_spec(self.config.real)
+        spec["masks"] = str(masks)
+        described = stage.folder / "real-masked.yaml"
+        described.write_text(yaml.safe_dump(spec, sort_keys=False))
+        open_dataset(str(described), check_images=False)  # it reads back as a dataset
+        return {"dataset": str(described)}
+
+    def _refine(self, stage: Stage) -> dict[str, Any]:
+        from synthreid.config import validate_model
+        from synthreid.refine.apply import refine_dataset
+        from synthreid.refine.config import RefinerConfig
+        from synthreid.refine.train import RefinerTrainer
+
+        source = self._result(stage.inputs[0])["dataset"]
+        target = self._result(stage.inputs[1])["dataset"] if len(stage.inputs) > 1 \
+            else self.config.real
+        fields = {**stage.settings["settings"], "source": source, "target": target,
+                  "out": str(stage.folder / "refiner"), "method": stage.settings["method"],
+                  "seed": stage.settings["seed"]}
+        config = validate_model(RefinerConfig, fields, f"experiment refiner {stage.name}")
+        trainer = RefinerTrainer(config)
+        if trainer.open(resume=True):
+            stage.log(f"resuming the refiner after iteration {trainer.iteration}")
+        trainer.fit(lambda iteration, _: self._inner(stage, iteration, config.iterations))
+        refined = stage.folder / "dataset"
+        result = refine_dataset(stage.folder / "refiner" / "last.pt", source, refined)
+        stage.log(f"refined {result.refined} images ({result.skipped} already there)")
+        samples = sorted((stage.folder / "refiner" / "samples").glob("*.png"))
+        return {"dataset": f"synthetic:{refined}", "samples": str(samples[-1]) if samples else None}
+
+    # -- re-id ------------------------------------------------------------------------------
+
+    def _model(self, stage: Stage) -> dict[str, Any]:
+        from synthreid.datasets import open_dataset
+        from synthreid.reid.config import load_train_config
+        from synthreid.reid.train import Trainer
+
+        settings = stage.settings
+        if settings["data"] == "synthetic":
+            data = [self._result(stage.inputs[0])["dataset"]]
+        elif settings["data"] == "mixed":  # the real set first: it picks the best epoch
+            data = [self.config.real, self._result(stage.inputs[0])["dataset"]]
+        else:
+            data = [self.config.real]
+        overrides = deep_merge(settings["settings"], {
+            "data": data, "out": str(stage.folder / "run"), "seed": settings["seed"]})
+        if settings.get("init"):
+            overrides["init"] = self._result(stage.inputs[0])["checkpoint"]
+        train = load_train_config(recipe=settings["recipe"], overrides=overrides)
+        # Training reads training (and validation) images only: the test images stay unopened.
+        trainer = Trainer(train, [open_dataset(d, check_images=False) for d in data])
+        if trainer.open(resume=True):
+            stage.log(f"resuming after epoch {trainer.start_epoch}")
+
+        def log(stats: dict) -> None:
+            stage.log(f"epoch {stats['epoch']}: loss {stats['loss']:.3f}, validation CMC area "
+                      f"{stats['validation_area']:.2f}")
+            self._inner(stage, stats["epoch"] + 1, train.epochs)
+
+        summary = trainer.fit(log=log)
+        return {"checkpoint": str(stage.folder / "run" / "best.pt"),
+                "log": str(stage.folder / "run" / "log.csv"), **summary}
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _evaluate(self, stage: Stage) -> dict[str, Any]:
+        from synthreid.datasets import open_dataset
+        from synthreid.evaluate.features import evaluate_arrays
+        from synthreid.evaluate.report import to_json
+        from synthreid.reid.features import dataset_features
+
+        settings = stage.settings
+        spec = {"real": self.config.real, "second": self.config.second_real}.get(settings["on"])
+        if settings["on"] == "own":
+            spec = self._result(stage.inputs[1])["dataset"]
+        checkpoint = self._result(stage.inputs[0])["checkpoint"]
+        arrays = dataset_features(checkpoint, open_dataset(spec))
+        protocols = ["thesis"] + ([settings["standard"]] if settings["standard"] else [])
+        scores = {protocol: evaluate_arrays(arrays, protocol, repeats=settings["repeats"],
+                                            seed=settings["seed"]) for protocol in protocols}
+        for protocol, score in scores.items():
+            stage.log(f"{protocol}: rank-1 {100 * score.rank(1):.1f}%")
+        return {"dataset": spec, "scores": json.loads(to_json(scores))}
+
+
+def _dataset_spec(spec: str) -> dict[str, Any]:
+    """A dataset spec as the mapping a dataset YAML holds (absolute root)."""
+    if spec.endswith((".yaml", ".yml")):
+        data = yaml.safe_load(Path(spec).read_text())
+        root = Path(str(data["root"])).expanduser()
+        data["root"] = str(root if root.is_absolute() else (Path(spec).parent / root).resolve())
+        if "masks" in data:
+            del data["masks"]  # ours replace them for the training images
+        return data
+    layout, _, root = spec.partition(":")
+    return {"layout": layout, "root": str(Path(root).expanduser().resolve())}
+
+
+def run_experiment(config_path: str | Path, out: str | Path | None = None,
+                   say: Callable[[str], None] = print,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   on_stage: OnStage | None = None) -> dict[str, Path]:
+    """Run (or resume) every stage of the experiment in `config_path`, then write its report
+    into `out` (default: out/experiments/<config name>). Returns the report's paths."""
+    from synthreid import atomic
+    from synthreid.config import dump_config
+    from synthreid.experiment.config import load_experiment_config
+    from synthreid.experiment.report import write_experiment_report
+
+    config = load_experiment_config(config_path)
+    out = Path(out or Path("out/experiments") / Path(config_path).stem)
+    out.mkdir(parents=True, exist_ok=True)
+    text = dump_config(config)
+    atomic.write_text(out / "config.yaml", text)
+    experiment = Experiment(config, out, say, progress)
+    experiment.run(on_stage)
+    return write_experiment_report(experiment.plan.stages, experiment.results, out, text,
+                                   title=f"synthreid experiment: {Path(config_path).stem}")

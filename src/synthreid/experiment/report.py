@@ -1,0 +1,264 @@
+"""The experiment's report: `report.md` (images beside it) and a self-contained `report.html`
+(images embedded as base64, so the one file can be mailed), built from one list of blocks.
+
+For each thesis table our numbers (mean ± spread over the protocol's repeats) stand beside the
+thesis'; one CMC plot per table with the chance line; a contact sheet per dataset (generated,
+refined, real training images); validation curves per model; and every stage's settings key,
+wall time and the versions that ran it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synthreid import atomic
+from synthreid.evaluate.protocols import CMCResult
+from synthreid.evaluate.report import plot_cmc
+from synthreid.experiment.stages import Stage, versions
+from synthreid.experiment.thesis import RANKS, THESIS_CMC
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Picture:
+    path: Path
+    caption: str
+
+
+Block = tuple[str, str] | Table | Picture  # ("h2" | "p" | "pre", text), a table or a picture
+
+
+def cmc_result(stored: dict) -> CMCResult:
+    """A CMCResult back from the JSON an evaluate stage keeps."""
+    extra = {k: v for k, v in stored.items()
+             if k not in ("cmc", "cmc_std", "mAP", "mINP", "queries", "cmc_area")}
+    std = stored.get("cmc_std")
+    return CMCResult(np.asarray(stored["cmc"]), None if std is None else np.asarray(std),
+                     stored.get("mAP"), stored.get("mINP"), stored.get("queries", 0), extra)
+
+
+def _cell(result: CMCResult, rank: int) -> str:
+    if rank > len(result.cmc):
+        return ""
+    text = f"{100 * result.rank(rank):.1f}"
+    return text if result.cmc_std is None else f"{text} ± {100 * result.cmc_std[rank - 1]:.1f}"
+
+
+def _thesis(name: str) -> str:
+    numbers = THESIS_CMC.get(name)
+    return " / ".join(f"{v:.1f}" for v in numbers) if numbers else "-"
+
+
+GROUPS = (  # (title, which evaluate stages, which models)
+    ("Table 3.2: generated data only, on the real test ids", "real",
+     lambda m: m.startswith("generated-")),
+    ("Table 3.3: refined data only, on the real test ids", "real",
+     lambda m: m.startswith("refined-")),
+    ("Table 3.4: real, finetuned and mixed, on the real test ids", "real",
+     lambda m: m == "real" or m.startswith(("finetuned-", "mixed-"))),
+    ("Figure A.1: each synthetic model on its own export's test ids", "own", lambda m: True),
+    ("Figure A.2: every model on the second real dataset", "second", lambda m: True),
+)
+
+
+def _scores(stages: list[Stage], results: dict[str, dict], on: str) -> dict[str, dict]:
+    found = {}
+    for stage in stages:
+        if stage.kind == "evaluate" and stage.settings["on"] == on and stage.name in results:
+            model = stage.name.removeprefix("evaluate-").removesuffix(f"-on-{on}")
+            found[model] = results[stage.name]["scores"]
+    return found
+
+
+def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
+                 config_text: str) -> list[Block]:
+    figures = out / "report-figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    blocks: list[Block] = []
+    standard_rows = []
+    for number, (title, on, wanted) in enumerate(GROUPS, start=1):
+        scores = {m: s for m, s in _scores(stages, results, on).items() if wanted(m)}
+        if not scores:
+            continue
+        thesis_results = {m: cmc_result(s["thesis"]) for m, s in scores.items()}
+        identities = next(iter(thesis_results.values())).extra.get("identities", 0)
+        header = ["model"] + [f"R{k}" for k in RANKS] + ["CMC area"]
+        rows = [["chance"] + [f"{100 * k / identities:.1f}" if k <= identities else ""
+                              for k in RANKS]
+                + [f"{(identities + 1) / 2:.1f}" if identities else ""]]
+        for model, result in thesis_results.items():
+            rows.append([model] + [_cell(result, k) for k in RANKS] + [f"{result.area:.1f}"])
+        if on == "real":
+            header.append("thesis R1 / R5 / R10 / R20")
+            rows[0].append(_thesis("chance"))
+            for row in rows[1:]:
+                row.append(_thesis(row[0]))
+        blocks += [("h2", title), Table(title, header, rows),
+                   ("p", f"Thesis protocol: {identities} ids, one query and one gallery image "
+                         f"each, {next(iter(thesis_results.values())).extra.get('repeats')} "
+                         f"repeats (mean ± standard deviation); ties count against the match.")]
+        picture = plot_cmc(thesis_results, figures / f"cmc-{number}.png", max_rank=50,
+                           title=title.split(":")[0])
+        blocks.append(Picture(picture, f"CMC, {title.split(':')[0]}"))
+        for model, stored in scores.items():
+            for protocol, score in stored.items():
+                if protocol != "thesis":
+                    result = cmc_result(score)
+                    standard_rows.append([model, protocol] + [_cell(result, k) for k in RANKS]
+                                         + [f"{100 * (result.mAP or 0):.1f}"])
+    if standard_rows:
+        title = "The real dataset's standard protocol"
+        blocks += [("h2", title), Table(title, ["model", "protocol"] + [f"R{k}" for k in RANKS]
+                                        + ["mAP"], standard_rows)]
+    blocks += _contact_sheets(stages, results, figures)
+    curves = _validation_curves(stages, results, figures / "validation.png")
+    if curves:
+        blocks += [("h2", "Validation curves (Appendix C)"), Picture(curves, "validation CMC area "
+                                                                    "per epoch, every model")]
+    rows = []
+    for stage in stages:
+        record = stage.record() if stage.done else None
+        rows.append([stage.name, stage.kind, stage.key,
+                     f"{record['wall_s']:.1f}" if record else "not run",
+                     record["finished"] if record else ""])
+    total = sum(stage.record()["wall_s"] for stage in stages if stage.done)
+    blocks += [("h2", "Stages"), Table("Stages", ["stage", "kind", "key", "wall s (last run)",
+                                                  "finished"], rows),
+               ("p", f"Wall time of all stages: {total / 60:.1f} min (each stage's time is that "
+                     f"of the run that finished it)."),
+               ("h2", "Versions"), ("pre", json.dumps(versions(), indent=1)),
+               ("h2", "Configuration"), ("pre", config_text)]
+    return blocks
+
+
+def _sample_grid(spec: str, path: Path, people: int = 12) -> Path | None:
+    """Training images of the first `people` ids, two each (columns: people)."""
+    from synthreid.datasets import open_dataset
+
+    dataset = open_dataset(spec, check_images=False)
+    by_id: dict[int, list[Path]] = {}
+    for record in sorted(dataset.train, key=lambda r: (r.pid, r.camid, str(r.path))):
+        by_id.setdefault(record.pid, []).append(record.path)
+    chosen = [paths[:1] + paths[-1:] for paths in list(by_id.values())[:people]]
+    if not chosen:
+        return None
+    cell_h, cell_w = 128, 64
+    canvas = Image.new("RGB", (len(chosen) * (cell_w + 4), 2 * (cell_h + 4)), "white")
+    for x, paths in enumerate(chosen):
+        for y, image_path in enumerate(paths):
+            with Image.open(image_path) as image:
+                tile = image.convert("RGB").resize((cell_w, cell_h), Image.BICUBIC)
+            canvas.paste(tile, (x * (cell_w + 4), y * (cell_h + 4)))
+    with atomic.atomic_path(path) as tmp:
+        canvas.save(tmp, "PNG")
+    return path
+
+
+def _contact_sheets(stages: list[Stage], results: dict[str, dict], figures: Path) -> list[Block]:
+    sheets: list[Block] = []
+    for stage in stages:
+        if stage.kind in ("generate", "refine") and stage.name in results:
+            name = stage.name.replace("generate-", "generated-").replace("refine-", "refined-")
+            sheet = _sample_grid(results[stage.name]["dataset"], figures / f"sheet-{name}.png")
+            if sheet:
+                sheets.append(Picture(sheet, f"{name}: training images, two per person"))
+    real = next((s for s in stages if s.kind == "model" and s.settings["data"] == "real"), None)
+    if real is not None and real.settings.get("real"):
+        sheet = _sample_grid(real.settings["real"]["spec"], figures / "sheet-real.png")
+        if sheet:
+            sheets.append(Picture(sheet, "real: training images, two per person"))
+    return [("h2", "Contact sheets (Appendix B)")] + sheets if sheets else []
+
+
+def _validation_curves(stages: list[Stage], results: dict[str, dict], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for stage in stages:
+        if stage.kind == "model" and stage.name in results:
+            with open(results[stage.name]["log"]) as handle:
+                rows = list(csv.DictReader(handle))
+            curves[stage.name.removeprefix("model-")] = (
+                [int(r["epoch"]) + 1 for r in rows], [float(r["validation_area"]) for r in rows])
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, (epochs, areas) in curves.items():
+        ax.plot(epochs, areas, marker=".", label=name)
+    ax.set(xlabel="epoch", ylabel="validation CMC area", title="validation per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return path
+
+
+def to_markdown(blocks: list[Block], title: str, out: Path) -> str:
+    lines = [f"# {title}", ""]
+    for block in blocks:
+        if isinstance(block, Table):
+            lines += ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
+            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+        elif isinstance(block, Picture):
+            lines.append(f"![{block.caption}]({block.path.relative_to(out)})")
+        elif block[0] == "pre":
+            lines += ["```", block[1], "```"]
+        else:
+            lines.append(f"## {block[1]}" if block[0] == "h2" else block[1])
+        lines.append("")
+    return "\n".join(lines)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em}
+th{background:#f3f3f3}td:not(:first-child){text-align:right}img{max-width:100%}
+pre{background:#f6f6f6;padding:1em;overflow-x:auto}figcaption{color:#555;font-size:.9em}"""
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for block in blocks:
+        if isinstance(block, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                           for row in block.rows)
+            parts.append(f"<table data-title='{html.escape(block.title)}'><thead><tr>{head}"
+                         f"</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(block, Picture):
+            data = base64.b64encode(block.path.read_bytes()).decode()
+            parts.append(f"<figure><img alt='{html.escape(block.caption)}' "
+                         f"src='data:image/png;base64,{data}'><figcaption>"
+                         f"{html.escape(block.caption)}</figcaption></figure>")
+        elif block[0] == "pre":
+            parts.append(f"<pre>{html.escape(block[1])}</pre>")
+        else:
+            tag = "h2" if block[0] == "h2" else "p"
+            parts.append(f"<{tag}>{html.escape(block[1])}</{tag}>")
+    return "\n".join(parts + ["</body></html>"])
+
+
+def write_experiment_report(stages: list[Stage], results: dict[str, dict], out: Path,
+                            config_text: str, title: str = "synthreid experiment") -> dict:
+    blocks = build_blocks(stages, results, out, config_text)
+    return {"md": atomic.write_text(out / "report.md", to_markdown(blocks, title, out)),
+            "html": atomic.write_text(out / "report.html", to_html(blocks, title))}

@@ -1,0 +1,85 @@
+"""Stages as artefacts: each stage's output is a folder named by a hash of its settings and of
+its inputs' keys, finished when its `stage.json` exists (written last, atomically).
+
+A rerun skips finished stages; a killed stage runs again in the same folder, where its own
+resume (re-id and refiner checkpoints, the job database, files already written) continues; a
+changed setting changes the key of that stage and of everything downstream, and only those run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from synthreid import atomic
+
+MARKER = "stage.json"
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("synthreid", "torch", "bpy", "anny", "numpy", "mediapipe"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def stage_key(kind: str, settings: dict[str, Any], inputs: list[str]) -> str:
+    text = json.dumps({"kind": kind, "settings": settings, "inputs": inputs}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Stage:
+    name: str  # e.g. "generate-IV", "model-refined-IV-cyclegan"
+    kind: str  # generate, masks, refine, model, evaluate
+    settings: dict[str, Any]
+    inputs: list[Stage] = field(default_factory=list)
+    key: str = ""
+    folder: Path = Path()
+
+    def place(self, root: Path) -> Stage:
+        self.key = stage_key(self.kind, self.settings, [s.key for s in self.inputs])
+        self.folder = root / "stages" / f"{self.name}-{self.key}"
+        return self
+
+    @property
+    def done(self) -> bool:
+        return (self.folder / MARKER).is_file()
+
+    def record(self) -> dict[str, Any]:
+        return json.loads((self.folder / MARKER).read_text())
+
+    def log(self, line: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "log.txt", "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+def run_stage(stage: Stage, work: Callable[[Stage], dict[str, Any]]) -> dict[str, Any]:
+    """`work(stage)` fills `stage.folder` and returns what later stages and the report need;
+    it is called only when the stage is not finished, and must resume from what it finds."""
+    if stage.done:
+        return stage.record()["result"]
+    stage.folder.mkdir(parents=True, exist_ok=True)
+    stage.log(f"start {stage.name} ({stage.kind}, key {stage.key})")
+    start = time.perf_counter()
+    result = work(stage)
+    wall = time.perf_counter() - start
+    record = {"name": stage.name, "kind": stage.kind, "key": stage.key,
+              "settings": stage.settings, "inputs": {s.name: s.key for s in stage.inputs},
+              "wall_s": round(wall, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "versions": versions(), "result": result}
+    atomic.write_text(stage.folder / MARKER, json.dumps(record, indent=1, default=str))
+    stage.log(f"done in {wall:.1f} s")
+    return result
