@@ -1,0 +1,210 @@
+"""`synthreid experiment` end to end on tiny data: a generated preset and a Market-layout "real"
+set written here. Killed in the middle of a stage and resumed, it recomputes nothing finished
+and ends with the numbers of an uninterrupted run; the real test images are opened by the
+evaluation stages only; the HTML report shows every table and image in a real browser."""
+
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from synthreid.cli import app
+from synthreid.errors import ConfigError
+from synthreid.experiment.config import load_experiment_config
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_FOLDERS = ("query", "bounding_box_test")
+
+
+def write_real(root: Path) -> Path:
+    """30 people as coloured blocks (20 training ids, 10 test ids), two cameras."""
+    rng = np.random.default_rng(0)
+    for pid in range(1, 31):
+        shirt, legs = rng.integers(30, 220, 3), rng.integers(30, 220, 3)
+        for i in range(4):
+            folder = "bounding_box_train" if pid <= 20 else TEST_FOLDERS[min(i, 1)]
+            pixels = np.full((64, 32, 3), 110.0) + rng.normal(0, 8, (64, 32, 3))
+            pixels[10:34, 8:24], pixels[34:60, 10:22] = shirt, legs
+            path = root / folder / f"{pid:04d}_c{i % 2 + 1}s1_{i:06d}_00.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+    return root
+
+
+TINY = {
+    "presets": ["IV"],
+    "generation": {"characters": 12, "images": 2, "crop_height": 64, "engine": "workbench",
+                   "workers": 2},
+    "refiners": {"methods": {"IV": ["cyclegan", "ptgan"]},
+                 "settings": {"iterations": 4, "height": 32, "width": 32, "ngf": 8, "ndf": 8,
+                              "sample_every": 2, "checkpoint_every": 2, "log_every": 1}},
+    "reid": {"settings": {"epochs": 8, "batch_size": 8, "workers": 0,
+                          "model": {"embedding": 32}, "augment": {"height": 32, "width": 16,
+                                                                  "pad": 2},
+                          "warmup_epochs": 0, "milestones": [6], "validation_repeats": 2}},
+    "finetune": ["refined-IV-ptgan"],
+    "mixed": ["generated-IV"],
+    "evaluation": {"repeats": 3},
+}
+
+
+def write_config(folder: Path, real: Path, **changes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"real": f"market1501:{real}", **TINY, **changes}))
+    return path
+
+
+def records(out: Path) -> dict[str, dict]:
+    """Each finished stage's record, by stage name."""
+    found = {}
+    for marker in (out / "stages").glob("*/stage.json"):
+        record = json.loads(marker.read_text())
+        found[record["name"]] = record
+    return found
+
+
+def mtimes(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    config = write_config(root, write_real(root / "real"))
+    result = CliRunner().invoke(app, ["experiment", str(config), "--out", str(root / "out")])
+    assert result.exit_code == 0, result.output
+    return root / "out"
+
+
+def test_a_killed_experiment_resumes_to_the_same_numbers_touching_test_images_last(
+        uninterrupted, tmp_path):
+    real = write_real(tmp_path / "real")
+    config = write_config(tmp_path, real)
+    out = tmp_path / "out"
+    originals = {p: p.read_bytes() for f in TEST_FOLDERS for p in (real / f).iterdir()}
+    for path in originals:
+        path.write_bytes(b"not an image")  # nothing before the evaluation may open these
+
+    # Kill -9 while the real-data model is between its first and last epoch.
+    process = subprocess.Popen([sys.executable, "-m", "synthreid.cli", "experiment",
+                                str(config), "--out", str(out)], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        logs = list((out / "stages").glob("model-real-*/run/log.csv"))
+        if logs and len(logs[0].read_text().splitlines()) >= 2:  # header + epoch 0
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait()
+    assert logs, f"the experiment ended (exit {process.returncode}) before model-real trained"
+    stage = logs[0].parent.parent
+    assert not (stage / "stage.json").exists(), "the stage finished before it was killed"
+    finished = records(out)
+    assert {"generate-IV", "refine-IV-cyclegan", "refine-IV-ptgan"} <= set(finished)
+    before = {name: mtimes(out / "stages" / f"{name}-{r['key']}") for name, r in finished.items()}
+
+    # Resumed: every training stage finishes; the first evaluation stops at a test image.
+    stopped = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out)])
+    assert stopped.exit_code == 2 and "not an image" not in stopped.output
+    assert re.search(r"(query|bounding_box_test)/\d{4}_c\d", stopped.output), stopped.output
+    assert all(name.startswith("evaluate-") for name in set(records(out)) ^ set(
+        records(uninterrupted)))
+    for name, files in before.items():
+        assert mtimes(out / "stages" / f"{name}-{finished[name]['key']}") == files, name
+
+    for path, data in originals.items():
+        path.write_bytes(data)
+    done = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    ours, reference = records(out), records(uninterrupted)
+    assert set(ours) == set(reference)
+    assert ours["generate-IV"]["key"] == reference["generate-IV"]["key"]  # the rest name `real`
+    for name, record in reference.items():
+        if record["kind"] == "evaluate":
+            assert ours[name]["result"]["scores"] == record["result"]["scores"], name
+
+
+def test_the_html_report_shows_every_table_and_image_in_a_browser(uninterrupted):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium here (.ci/run installs Debian's chromium)")
+    report = uninterrupted / "report.html"
+    probe = uninterrupted / "probe.html"
+    # The page reports what it rendered: images decoded (naturalWidth) and tables laid out.
+    probe.write_text(report.read_text().replace("</body>", """<script>
+window.addEventListener('load', () => {
+  const images = [...document.images].map(i => ({alt: i.alt, width: i.naturalWidth}));
+  const tables = [...document.querySelectorAll('table')].map(
+    t => ({title: t.dataset.title, rows: t.rows.length, height: t.offsetHeight}));
+  const out = document.createElement('pre');
+  out.id = 'probe';
+  out.textContent = JSON.stringify({images, tables});
+  document.body.appendChild(out);
+});</script></body>"""))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=10000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)[1]))
+    titles = [t["title"] for t in found["tables"]]
+    for expected in ("Table 3.2", "Table 3.3", "Table 3.4", "Figure A.1", "standard protocol",
+                     "Stages"):
+        assert any(expected in title for title in titles), (expected, titles)
+    assert all(t["rows"] >= 2 and t["height"] > 0 for t in found["tables"])
+    captions = [i["alt"] for i in found["images"]]
+    assert len(captions) == 9, captions  # 4 CMC plots, 4 contact sheets, validation curves
+    assert all(i["width"] > 0 for i in found["images"]), found["images"]
+    shots = REPO / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    subprocess.run([browser, *flags, "--window-size=1200,5000",
+                    f"--screenshot={shots / 'experiment-report.png'}", report.as_uri()],
+                   capture_output=True, timeout=120)
+    assert (shots / "experiment-report.png").stat().st_size > 10_000
+
+
+def test_a_changed_setting_reruns_only_what_depends_on_it(uninterrupted, tmp_path):
+    """Stage keys: a re-id setting changes the models and evaluations, never generation or
+    refinement; a refiner setting changes that refiner and what follows it."""
+    from synthreid.experiment.matrix import plan_experiment
+
+    config = load_experiment_config(write_config(tmp_path, tmp_path / "real"))
+    base = {s.name: s.key for s in plan_experiment(config, tmp_path).stages}
+    reid = json.loads(json.dumps(TINY["reid"]))
+    reid["settings"]["epochs"] = 9
+    changed = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid))
+    keys = {s.name: s.key for s in plan_experiment(changed, tmp_path).stages}
+    assert {n for n in base if keys[n] != base[n]} == {
+        n for n in base if n.startswith(("model-", "evaluate-"))}
+    refiners = json.loads(json.dumps(TINY["refiners"]))
+    refiners["methods"]["IV"] = ["cyclegan", "ptgan"]
+    refiners["settings"]["iterations"] = 5
+    changed = load_experiment_config(write_config(tmp_path, tmp_path / "real", refiners=refiners))
+    keys = {s.name: s.key for s in plan_experiment(changed, tmp_path).stages}
+    moved = {n for n in base if keys[n] != base[n]}
+    assert "generate-IV" not in moved and "model-real" not in moved
+    assert "evaluate-generated-IV-on-own" not in moved
+    assert {"refine-IV-cyclegan", "model-refined-IV-ptgan",
+            "evaluate-finetuned-refined-IV-ptgan-on-real"} <= moved
+
+
+def test_bad_experiment_configs_are_one_line(tmp_path):
+    for changes, expected in [({"presets": ["V"]}, "presets"),
+                              ({"finetune": ["generated-II"]}, "finetune"),
+                              ({"db": "sqlite:///x.db"}, "db and storage"),
+                              ({"evaluation": {"standard": "best"}}, "standard")]:
+        path = write_config(tmp_path, tmp_path / "real", **changes)
+        with pytest.raises(ConfigError, match=expected):
+            load_experiment_config(path)
