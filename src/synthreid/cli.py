@@ -497,6 +497,9 @@ def experiment(
     config: Path = typer.Argument(..., help="an experiment YAML, e.g. experiments/small.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="default: out/experiments/<config name>"),
+    real: Optional[str] = typer.Option(None, "--real",
+                                       help="replaces the config's real dataset (LAYOUT:ROOT "
+                                            "or .yaml)"),
 ) -> None:
     """The thesis' experiment matrix on a real dataset, resumable; writes report.md/.html."""
     from rich.progress import (
@@ -524,7 +527,7 @@ def experiment(
         def progress(name: str, done: int, total: int) -> None:
             bar.update(inner, description=f"  {name}", completed=done, total=total, visible=True)
 
-        report = run_experiment(config, out, say=console.print, progress=progress,
+        report = run_experiment(config, out, real, say=console.print, progress=progress,
                                 on_stage=on_stage)
     console.print(f"report: {report['md']} and {report['html']}")
 

@@ -94,7 +94,8 @@ class ExperimentConfig(Strict):
         return names
 
 
-def load_experiment_config(path: str | Path) -> ExperimentConfig:
+def load_experiment_config(path: str | Path, real: str | None = None) -> ExperimentConfig:
+    """The config in `path`; `real` (as given on the command line) replaces its `real`."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{path}: no such experiment config")
@@ -103,6 +104,8 @@ def load_experiment_config(path: str | Path) -> ExperimentConfig:
         value = data.get(key)
         if isinstance(value, str):
             data[key] = _beside(path, value)
+    if real is not None:  # relative to where the command runs
+        data["real"] = _beside(Path.cwd() / "command line", real)
     return validate_model(ExperimentConfig, data, path)
 
 

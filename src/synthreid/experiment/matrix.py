@@ -283,7 +283,7 @@ def _dataset_spec(spec: str) -> dict[str, Any]:
 
 
 def run_experiment(config_path: str | Path, out: str | Path | None = None,
-                   say: Callable[[str], None] = print,
+                   real: str | None = None, say: Callable[[str], None] = print,
                    progress: Callable[[str, int, int], None] | None = None,
                    on_stage: OnStage | None = None) -> dict[str, Path]:
     """Run (or resume) every stage of the experiment in `config_path`, then write its report
@@ -293,7 +293,7 @@ def run_experiment(config_path: str | Path, out: str | Path | None = None,
     from synthreid.experiment.config import load_experiment_config
     from synthreid.experiment.report import write_experiment_report
 
-    config = load_experiment_config(config_path)
+    config = load_experiment_config(config_path, real)
     out = Path(out or Path("out/experiments") / Path(config_path).stem)
     out.mkdir(parents=True, exist_ok=True)
     text = dump_config(config)
