@@ -1,12 +1,12 @@
 """The end-to-end smoke test: `synthreid demo` at its smallest (plan, render with workers,
-export, train, evaluate)."""
-
-import json
+export, train, evaluate, report), and what `--real` adds."""
 
 import pytest
 from typer.testing import CliRunner
 
 from synthreid.cli import app
+from synthreid.experiment.demo import demo_config
+from synthreid.experiment.matrix import plan_experiment
 
 pytestmark = pytest.mark.render
 
@@ -17,11 +17,27 @@ def test_demo_runs_the_whole_chain(tmp_path):
             "--engine", "workbench", "--workers", "2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "| Market protocol |" in result.output and "thesis protocol (2 ids)" in result.output
-    assert len(list((out / "dataset" / "bounding_box_train").glob("*.jpg"))) == 12
-    report = json.loads((out / "report" / "cmc.json").read_text())
-    assert set(report) == {"Market protocol", "thesis protocol (2 ids)"}
-    assert (out / "report" / "cmc.png").exists() and (out / "reid" / "best.pt").exists()
-    # Running it again resumes: nothing is rendered, exported or trained twice.
+    assert "Figure A.1" in result.output and "| generated-IV |" in result.output
+    assert "| generated-IV | own export | market |" in result.output
+    dataset = next((out / "stages").glob("generate-IV-*/dataset"))
+    assert len(list((dataset / "bounding_box_train").glob("*.jpg"))) == 12
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "report.md").exists()
+    assert next((out / "stages").glob("model-generated-IV-*/run/best.pt")).exists()
+    # Running it again resumes: nothing is rendered, exported, trained or scored twice.
+    markers = {p: p.stat().st_mtime_ns for p in (out / "stages").rglob("*") if p.is_file()}
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in (out / "stages").rglob("*") if p.is_file()} == markers
+
+
+def test_demo_with_a_real_set_adds_a_refiner_and_real_rows(tmp_path):
+    stages = [s.name for s in plan_experiment(demo_config(real="market1501:/data/market"),
+                                              tmp_path).stages]
+    assert stages == [
+        "generate-IV", "refine-IV-cyclegan", "model-generated-IV", "model-refined-IV-cyclegan",
+        "model-real", "model-finetuned-refined-IV-cyclegan",
+        "evaluate-generated-IV-on-real", "evaluate-generated-IV-on-own",
+        "evaluate-refined-IV-cyclegan-on-real", "evaluate-refined-IV-cyclegan-on-own",
+        "evaluate-real-on-real", "evaluate-finetuned-refined-IV-cyclegan-on-real"]
+    assert [s.name for s in plan_experiment(demo_config(), tmp_path).stages] == [
+        "generate-IV", "model-generated-IV", "evaluate-generated-IV-on-own"]

@@ -160,7 +160,7 @@ window.addEventListener('load', () => {
                           probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
     found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)[1]))
     titles = [t["title"] for t in found["tables"]]
-    for expected in ("Table 3.2", "Table 3.3", "Table 3.4", "Figure A.1", "standard protocol",
+    for expected in ("Table 3.2", "Table 3.3", "Table 3.4", "Figure A.1", "Standard protocols",
                      "Stages"):
         assert any(expected in title for title in titles), (expected, titles)
     assert all(t["rows"] >= 2 and t["height"] > 0 for t in found["tables"])
@@ -175,7 +175,7 @@ window.addEventListener('load', () => {
     assert (shots / "experiment-report.png").stat().st_size > 10_000
 
 
-def test_a_changed_setting_reruns_only_what_depends_on_it(uninterrupted, tmp_path):
+def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
     """Stage keys: a re-id setting changes the models and evaluations, never generation or
     refinement; a refiner setting changes that refiner and what follows it."""
     from synthreid.experiment.matrix import plan_experiment

@@ -502,6 +502,19 @@ def experiment(
                                             "or .yaml)"),
 ) -> None:
     """The thesis' experiment matrix on a real dataset, resumable; writes report.md/.html."""
+    from synthreid.experiment.matrix import run_experiment
+
+    with _one_line_errors():
+        bar, on_stage, progress = _stage_display()
+        with bar:
+            report = run_experiment(config, out, real, say=console.print, progress=progress,
+                                    on_stage=on_stage).report
+    console.print(f"report: {report['md']} and {report['html']}")
+
+
+def _stage_display():
+    """A rich display for experiment stages: overall stages done (with ETA) and the current
+    stage's own progress (refiner iterations, re-id epochs)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -511,25 +524,20 @@ def experiment(
         TimeRemainingColumn,
     )
 
-    from synthreid.experiment.matrix import run_experiment
-
-    columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with _one_line_errors(), Progress(*columns, console=console) as bar:
-        overall = bar.add_task("stages", total=None)
-        inner = bar.add_task("", total=None, visible=False)
+    bar = Progress(*columns, console=console)
+    overall = bar.add_task("stages", total=None)
+    inner = bar.add_task("", total=None, visible=False)
 
-        def on_stage(stage, index: int, total: int, finished: bool) -> None:
-            bar.update(overall, description=stage.name, total=total,
-                       completed=index + finished)
-            bar.update(inner, visible=False)
+    def on_stage(stage, index: int, total: int, finished: bool) -> None:
+        bar.update(overall, description=stage.name, total=total, completed=index + finished)
+        bar.update(inner, visible=False)
 
-        def progress(name: str, done: int, total: int) -> None:
-            bar.update(inner, description=f"  {name}", completed=done, total=total, visible=True)
+    def progress(name: str, done: int, total: int) -> None:
+        bar.update(inner, description=f"  {name}", completed=done, total=total, visible=True)
 
-        report = run_experiment(config, out, real, say=console.print, progress=progress,
-                                on_stage=on_stage)
-    console.print(f"report: {report['md']} and {report['html']}")
+    return bar, on_stage, progress
 
 
 @app.command()
@@ -540,15 +548,19 @@ def demo(
     epochs: int = typer.Option(15, min=1), seed: int = typer.Option(0),
     engine: str = typer.Option(None, help="cycles or workbench (default: the preset's)"),
     workers: int = typer.Option(None, min=1),
+    real: Optional[str] = typer.Option(None, "--real", help="a real dataset (LAYOUT:ROOT or "
+                                       ".yaml): adds a small refiner, real and finetuned rows"),
 ) -> None:
-    """The whole chain at a tiny size: plan, render, export, train re-id, evaluate."""
+    """The whole chain at a tiny size: plan, render, export, (refine,) train re-id, evaluate."""
     from synthreid.experiment.demo import run_demo
 
     with _one_line_errors():
-        result = run_demo(out, preset, characters, images, epochs, seed, engine, workers,
-                          say=console.print)
+        bar, on_stage, progress = _stage_display()
+        with bar:
+            result = run_demo(out, preset, characters, images, epochs, seed, engine, workers,
+                              real, say=console.print, progress=progress, on_stage=on_stage)
     typer.echo(result.table, nl=False)
-    console.print(f"dataset {result.dataset}; report {result.report['md'].parent}")
+    console.print(f"dataset {result.dataset}; report {result.report['html']}")
 
 
 @app.command()

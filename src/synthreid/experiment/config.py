@@ -37,6 +37,7 @@ class Reid(Strict):
     finetuning starts from a model's best epoch at `finetune_lr_factor` for f."""
     recipe: Literal["modern", "openreid"] = "modern"
     settings: dict[str, Any] = Field(default_factory=dict)
+    real: dict[str, Any] = Field(default_factory=dict)  # overrides for the real-only model
     finetune: dict[str, Any] = Field(default_factory=dict)  # overrides for finetuned models
 
 
@@ -47,7 +48,9 @@ class Evaluation(Strict):
 
 
 class ExperimentConfig(Strict):
-    real: str  # the real dataset: LAYOUT:ROOT or a dataset YAML (its training ids are used)
+    # The real dataset: LAYOUT:ROOT or a dataset YAML (its training ids are used). Without one,
+    # only the generated models and their own test ids remain (what `synthreid demo` runs).
+    real: str | None = None
     second_real: str | None = None  # Figure A.2: does a model generalise to another dataset?
     presets: list[str] = Field(default_factory=lambda: list(PRESET_NAMES))
     generation: Generation = Generation()
@@ -75,6 +78,11 @@ class ExperimentConfig(Strict):
                 raise ValueError(f"refiners.methods: preset {preset!r} is not in presets")
             if len(set(methods)) != len(methods):
                 raise ValueError(f"refiners.methods.{preset}: a method is named twice")
+        if self.real is None and (self.second_real or self.finetune or self.mixed or any(
+                self.refiners.methods.values())):
+            raise ValueError("real: refiners, finetuned, mixed models and a second_real need a "
+                             "real dataset (or set refiners.methods: {}, finetune: [], "
+                             "mixed: [])")
         known = set(self.synthetic_models())
         for field in ("finetune", "mixed"):
             for name in getattr(self, field):

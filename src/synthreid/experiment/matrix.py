@@ -63,7 +63,7 @@ def generation_config(config: ExperimentConfig, preset: str):
 
 def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
     plan = Plan()
-    real = _dataset_identity(config.real)
+    real = _dataset_identity(config.real) if config.real else None
     datasets: dict[str, Stage] = {}  # model name -> the stage that made its training data
     for preset in config.presets:
         datasets[f"generated-{preset}"] = plan.add(Stage(
@@ -86,8 +86,10 @@ def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
     for name, made_by in datasets.items():
         models[name] = plan.add(Stage(f"model-{name}", "model", {**reid, "data": "synthetic"},
                                       [made_by]), root)
-    models[REAL] = plan.add(Stage(f"model-{REAL}", "model", {**reid, "data": "real",
-                                                             "real": real}), root)
+    if config.real:
+        real_settings = deep_merge(reid, {"settings": config.reid.real})
+        models[REAL] = plan.add(Stage(f"model-{REAL}", "model", {**real_settings, "data": "real",
+                                                                 "real": real}), root)
     finetune = deep_merge(reid, {"settings": config.reid.finetune})
     for name in config.finetune:
         models[f"finetuned-{name}"] = plan.add(Stage(
@@ -99,12 +101,13 @@ def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
             [datasets[name]]), root)
     scoring = config.evaluation.model_dump()
     for name, model in models.items():
-        plan.add(Stage(f"evaluate-{name}-on-real", "evaluate",
-                       {**scoring, "on": "real", "real": real}, [model]), root)
-        if name in datasets:  # Figure A.1: its own export's test ids
+        if config.real:
+            plan.add(Stage(f"evaluate-{name}-on-real", "evaluate",
+                           {**scoring, "on": "real", "real": real}, [model]), root)
+        if name in datasets:  # Figure A.1: its own export's test ids (Market layout)
             plan.add(Stage(f"evaluate-{name}-on-own", "evaluate",
-                           {**scoring, "on": "own", "standard": None}, [model, datasets[name]]),
-                     root)
+                           {**scoring, "on": "own", "standard": "market"},
+                           [model, datasets[name]]), root)
         if config.second_real:  # Figure A.2
             plan.add(Stage(f"evaluate-{name}-on-second", "evaluate",
                            {**scoring, "on": "second", "standard": None,
@@ -121,6 +124,7 @@ class Experiment:
         self.plan = plan_experiment(config, self.out)
         self.say, self.progress = say, progress
         self.results: dict[str, dict[str, Any]] = {}
+        self.report: dict[str, Path] = {}  # report.md and report.html, once written
 
     @property
     def db_url(self) -> str:
@@ -282,23 +286,29 @@ def _dataset_spec(spec: str) -> dict[str, Any]:
     return {"layout": layout, "root": str(Path(root).expanduser().resolve())}
 
 
-def run_experiment(config_path: str | Path, out: str | Path | None = None,
+def run_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
                    real: str | None = None, say: Callable[[str], None] = print,
                    progress: Callable[[str, int, int], None] | None = None,
-                   on_stage: OnStage | None = None) -> dict[str, Path]:
-    """Run (or resume) every stage of the experiment in `config_path`, then write its report
-    into `out` (default: out/experiments/<config name>). Returns the report's paths."""
+                   on_stage: OnStage | None = None, title: str | None = None) -> Experiment:
+    """Run (or resume) every stage of an experiment (a config or its YAML file), then write its
+    report into `out` (default: out/experiments/<config name>)."""
     from synthreid import atomic
     from synthreid.config import dump_config
     from synthreid.experiment.config import load_experiment_config
     from synthreid.experiment.report import write_experiment_report
 
-    config = load_experiment_config(config_path, real)
-    out = Path(out or Path("out/experiments") / Path(config_path).stem)
+    if not isinstance(config, ExperimentConfig):
+        name = Path(config).stem
+        config = load_experiment_config(config, real)
+    else:
+        name = "experiment"
+    out = Path(out or Path("out/experiments") / name)
     out.mkdir(parents=True, exist_ok=True)
     text = dump_config(config)
     atomic.write_text(out / "config.yaml", text)
     experiment = Experiment(config, out, say, progress)
     experiment.run(on_stage)
-    return write_experiment_report(experiment.plan.stages, experiment.results, out, text,
-                                   title=f"synthreid experiment: {Path(config_path).stem}")
+    experiment.report = write_experiment_report(
+        experiment.plan.stages, experiment.results, out, text,
+        title=title or f"synthreid experiment: {name}")
+    return experiment

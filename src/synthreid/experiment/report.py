@@ -75,6 +75,9 @@ GROUPS = (  # (title, which evaluate stages, which models)
 )
 
 
+TEST_IDS = {"real": "real", "own": "own export", "second": "second real"}
+
+
 def _scores(stages: list[Stage], results: dict[str, dict], on: str) -> dict[str, dict]:
     found = {}
     for stage in stages:
@@ -118,12 +121,13 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
             for protocol, score in stored.items():
                 if protocol != "thesis":
                     result = cmc_result(score)
-                    standard_rows.append([model, protocol] + [_cell(result, k) for k in RANKS]
+                    standard_rows.append([model, TEST_IDS[on], protocol]
+                                         + [_cell(result, k) for k in RANKS]
                                          + [f"{100 * (result.mAP or 0):.1f}"])
     if standard_rows:
-        title = "The real dataset's standard protocol"
-        blocks += [("h2", title), Table(title, ["model", "protocol"] + [f"R{k}" for k in RANKS]
-                                        + ["mAP"], standard_rows)]
+        title = "Standard protocols (all queries, same-camera matches removed)"
+        blocks += [("h2", title), Table(title, ["model", "test ids", "protocol"]
+                                        + [f"R{k}" for k in RANKS] + ["mAP"], standard_rows)]
     blocks += _contact_sheets(stages, results, figures)
     curves = _validation_curves(stages, results, figures / "validation.png")
     if curves:
@@ -259,6 +263,11 @@ def to_html(blocks: list[Block], title: str) -> str:
 
 def write_experiment_report(stages: list[Stage], results: dict[str, dict], out: Path,
                             config_text: str, title: str = "synthreid experiment") -> dict:
+    """report.md, report.html, and summary.md (the result tables alone, as the demo prints)."""
     blocks = build_blocks(stages, results, out, config_text)
+    tables = [b for b in blocks if isinstance(b, Table) and b.title != "Stages"]
+    summary = "\n".join(f"{t.title}\n\n" + to_markdown([t], "", out).split("\n", 2)[2]
+                        for t in tables)
     return {"md": atomic.write_text(out / "report.md", to_markdown(blocks, title, out)),
-            "html": atomic.write_text(out / "report.html", to_html(blocks, title))}
+            "html": atomic.write_text(out / "report.html", to_html(blocks, title)),
+            "summary": atomic.write_text(out / "summary.md", summary)}
