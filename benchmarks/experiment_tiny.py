@@ -15,26 +15,10 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
-from PIL import Image
 
+from synthreid.datasets.toy import write_toy_market
 from synthreid.experiment.matrix import run_experiment
-
-
-def write_real(root: Path, people: int = 30) -> Path:
-    rng = np.random.default_rng(0)
-    for pid in range(1, people + 1):
-        shirt, legs = rng.integers(30, 220, 3), rng.integers(30, 220, 3)
-        for i in range(4):
-            folder = ("bounding_box_train" if pid <= 2 * people // 3 else
-                      "query" if i == 0 else "bounding_box_test")
-            pixels = np.full((64, 32, 3), 110.0) + rng.normal(0, 8, (64, 32, 3))
-            pixels[10:34, 8:24], pixels[34:60, 10:22] = shirt, legs
-            path = root / folder / f"{pid:04d}_c{i % 2 + 1}s1_{i:06d}_00.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
-    return root
 
 
 def main() -> None:
@@ -43,7 +27,7 @@ def main() -> None:
     parser.add_argument("--characters", type=int, default=12)
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
-    real = write_real(args.out / "real")
+    real = write_toy_market(args.out / "real")
     config = {
         "real": f"market1501:{real.resolve()}", "presets": ["IV"],
         "generation": {"characters": args.characters, "images": 2, "crop_height": 64,

@@ -35,7 +35,7 @@ def test_demo_with_a_real_set_adds_a_refiner_and_real_rows(tmp_path):
                                               tmp_path).stages]
     assert stages == [
         "generate-IV", "refine-IV-cyclegan", "model-generated-IV", "model-refined-IV-cyclegan",
-        "model-real", "model-finetuned-refined-IV-cyclegan",
+        "model-real", "model-finetuned-refined-IV-cyclegan", "evaluate-hsv-on-real",
         "evaluate-generated-IV-on-real", "evaluate-generated-IV-on-own",
         "evaluate-refined-IV-cyclegan-on-real", "evaluate-refined-IV-cyclegan-on-own",
         "evaluate-real-on-real", "evaluate-finetuned-refined-IV-cyclegan-on-real"]

@@ -224,3 +224,25 @@ def test_report_files_for_several_models(tmp_path):
     paths = write_report({"a": a, "b": a}, tmp_path)
     assert paths["md"].read_text().count("\n") == 4
     assert "a,1,0.666667" in paths["csv"].read_text()
+
+
+def test_the_hsv_baseline_matches_by_colour_and_scores_a_blank_set_at_zero(tmp_path):
+    from PIL import Image
+
+    from synthreid.datasets.toy import write_toy_market
+
+    data = write_toy_market(tmp_path / "toy", people=30)  # 10 test ids, each its own colours
+    result = CliRunner().invoke(app, ["reid", "eval", "--descriptor", "hsv", "--data",
+                                      f"market1501:{data}", "--protocol", "thesis"])
+    assert result.exit_code == 0, result.output
+    rank1 = float(result.output.splitlines()[2].split("|")[2].split("±")[0])
+    assert rank1 >= 90.0, result.output  # chance: 10%
+    for folder in ("query", "bounding_box_test"):  # every test image the same grey
+        for path in (data / folder).iterdir():
+            Image.new("RGB", (32, 64), (110, 110, 110)).save(path)
+    blank = CliRunner().invoke(app, ["reid", "eval", "--descriptor", "hsv", "--data",
+                                     f"market1501:{data}", "--protocol", "thesis"])
+    assert blank.output.splitlines()[2].split("|")[2].strip().startswith("0.0"), blank.output
+    both = CliRunner().invoke(app, ["reid", "eval", "--descriptor", "hsv", "--model", "x.pt",
+                                    "--data", f"market1501:{data}"])
+    assert both.exit_code == 2 and "one of them" in both.output

@@ -14,13 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 from typer.testing import CliRunner
 
 from synthreid.cli import app
+from synthreid.datasets.toy import write_toy_market
 from synthreid.errors import ConfigError
 from synthreid.experiment.config import load_experiment_config
 
@@ -30,17 +29,7 @@ TEST_FOLDERS = ("query", "bounding_box_test")
 
 def write_real(root: Path) -> Path:
     """30 people as coloured blocks (20 training ids, 10 test ids), two cameras."""
-    rng = np.random.default_rng(0)
-    for pid in range(1, 31):
-        shirt, legs = rng.integers(30, 220, 3), rng.integers(30, 220, 3)
-        for i in range(4):
-            folder = "bounding_box_train" if pid <= 20 else TEST_FOLDERS[min(i, 1)]
-            pixels = np.full((64, 32, 3), 110.0) + rng.normal(0, 8, (64, 32, 3))
-            pixels[10:34, 8:24], pixels[34:60, 10:22] = shirt, legs
-            path = root / folder / f"{pid:04d}_c{i % 2 + 1}s1_{i:06d}_00.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
-    return root
+    return write_toy_market(root, people=30)
 
 
 TINY = {

@@ -358,23 +358,31 @@ def reid_train(
 
 @reid_app.command("eval")
 def reid_eval(
-    model: Path = typer.Option(..., "--model"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a re-id checkpoint"),
+    descriptor: Optional[str] = typer.Option(
+        None, "--descriptor", help="hsv: a colour-histogram baseline instead of a model"),
     data: str = typer.Option(..., "--data", help="LAYOUT:ROOT or a dataset .yaml"),
     protocol: str = typer.Option("market", help=" | ".join(PROTOCOLS)),
     out: Path = typer.Option(None, "--out", "-o"),
     repeats: int = typer.Option(10), seed: int = typer.Option(0),
 ) -> None:
-    """Evaluate a checkpoint on a dataset's query and gallery; print the CMC table."""
+    """Evaluate a checkpoint (or a hand-crafted descriptor) on a dataset's query and gallery;
+    print the CMC table."""
+    from synthreid.evaluate.descriptors import descriptor_features
     from synthreid.evaluate.features import evaluate_arrays
     from synthreid.evaluate.report import markdown, write_report
     from synthreid.reid.features import dataset_features
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
+    if (model is None) == (descriptor is None):
+        _fail(ValueError("give --model CHECKPOINT or --descriptor hsv (one of them)"))
     with _one_line_errors():
-        result = evaluate_arrays(dataset_features(str(model), open_dataset(data)), protocol,
-                                 repeats, seed)
-    results = {model.parent.name or model.stem: result}
+        dataset = open_dataset(data)
+        arrays = (descriptor_features(descriptor, dataset) if descriptor else
+                  dataset_features(str(model), dataset))
+        result = evaluate_arrays(arrays, protocol, repeats, seed)
+    results = {descriptor or model.parent.name or model.stem: result}
     typer.echo(markdown(results), nl=False)
     if out is not None:
         write_report(results, out, title=f"CMC ({protocol})")

@@ -5,7 +5,8 @@
     refine-P-M          train refiner M from P's export to the real training images, apply it
     model-NAME          a re-id model: generated-P, refined-P-M, real, finetuned-NAME, mixed-NAME
     evaluate-NAME-ON    a model scored on the real test ids (thesis protocol + the standard
-                        one), on its own export's test ids (A.1), on a second real set (A.2)
+                        one), on its own export's test ids (A.1), on a second real set (A.2);
+                        evaluate-hsv-on-real: the colour-histogram baseline, no model
 
 Only `evaluate-*` stages open the real dataset's test images: every other stage reads it with
 its images unchecked and uses its training split only.
@@ -26,6 +27,7 @@ from synthreid.experiment.config import ExperimentConfig
 from synthreid.experiment.stages import Stage, run_stage
 
 REAL = "real"
+HSV = "hsv"  # the colour-histogram descriptor's row
 OnStage = Callable[[Stage, int, int, bool], None]
 
 
@@ -100,6 +102,9 @@ def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
             f"model-mixed-{name}", "model", {**reid, "data": "mixed", "real": real},
             [datasets[name]]), root)
     scoring = config.evaluation.model_dump()
+    if config.real:  # the no-learning baseline every model should beat
+        plan.add(Stage(f"evaluate-{HSV}-on-real", "evaluate",
+                       {**scoring, "on": "real", "real": real, "descriptor": "hsv"}), root)
     for name, model in models.items():
         if config.real:
             plan.add(Stage(f"evaluate-{name}-on-real", "evaluate",
@@ -181,10 +186,15 @@ class Experiment:
     # -- refinement -------------------------------------------------------------------------
 
     def _masks(self, stage: Stage) -> dict[str, Any]:
-        """The real dataset with masks for its training images (PTGAN's real-side term)."""
+        """The real dataset with masks for its training images (PTGAN's real-side term): its
+        own when it has them for every training image, else automatic ones."""
         from synthreid.datasets import open_dataset
         from synthreid.refine.masks import write_masks
 
+        if all(r.mask is not None for r in open_dataset(self.config.real,
+                                                        check_images=False).train):
+            stage.log("the real dataset brings masks for all its training images")
+            return {"dataset": self.config.real}
         masks = stage.folder / "masks"
         result = write_masks(self.config.real, masks, splits=("train",))
         stage.log(f"{result.written} masks written, {result.empty} without a person found")
@@ -255,6 +265,7 @@ class Experiment:
 
     def _evaluate(self, stage: Stage) -> dict[str, Any]:
         from synthreid.datasets import open_dataset
+        from synthreid.evaluate.descriptors import descriptor_features
         from synthreid.evaluate.features import evaluate_arrays
         from synthreid.evaluate.report import to_json
         from synthreid.reid.features import dataset_features
@@ -263,8 +274,11 @@ class Experiment:
         spec = {"real": self.config.real, "second": self.config.second_real}.get(settings["on"])
         if settings["on"] == "own":
             spec = self._result(stage.inputs[1])["dataset"]
-        checkpoint = self._result(stage.inputs[0])["checkpoint"]
-        arrays = dataset_features(checkpoint, open_dataset(spec))
+        if settings.get("descriptor"):
+            arrays = descriptor_features(settings["descriptor"], open_dataset(spec))
+        else:
+            arrays = dataset_features(self._result(stage.inputs[0])["checkpoint"],
+                                      open_dataset(spec))
         protocols = ["thesis"] + ([settings["standard"]] if settings["standard"] else [])
         scores = {protocol: evaluate_arrays(arrays, protocol, repeats=settings["repeats"],
                                             seed=settings["seed"]) for protocol in protocols}
@@ -279,8 +293,7 @@ def _dataset_spec(spec: str) -> dict[str, Any]:
         data = yaml.safe_load(Path(spec).read_text())
         root = Path(str(data["root"])).expanduser()
         data["root"] = str(root if root.is_absolute() else (Path(spec).parent / root).resolve())
-        if "masks" in data:
-            del data["masks"]  # ours replace them for the training images
+        data.pop("masks", None)  # they miss some training images: ours replace them
         return data
     layout, _, root = spec.partition(":")
     return {"layout": layout, "root": str(Path(root).expanduser().resolve())}
