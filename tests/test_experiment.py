@@ -197,3 +197,32 @@ def test_bad_experiment_configs_are_one_line(tmp_path):
         path = write_config(tmp_path, tmp_path / "real", **changes)
         with pytest.raises(ConfigError, match=expected):
             load_experiment_config(path)
+
+
+def test_generation_goes_through_a_postgresql_job_database(tmp_path, request):
+    """`db:` and `storage:` put the generation stages on a farm's database and storage (here a
+    real PostgreSQL server, as .ci/run starts; workers elsewhere could serve the same jobs)."""
+    from conftest import POSTGRES_ENV, _postgres_database
+    from sqlalchemy import create_engine, func, select
+
+    from synthreid.farm.db import images
+
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"no PostgreSQL server given: set {POSTGRES_ENV} (.ci/run starts one)")
+    db = _postgres_database("synthreid_experiment_farm")
+    config = tmp_path / "farm.yaml"
+    config.write_text(yaml.safe_dump({
+        "presets": ["IV"], "refiners": {"methods": {}}, "finetune": [], "mixed": [],
+        "generation": TINY["generation"], "reid": TINY["reid"], "evaluation": {"repeats": 2},
+        "db": db, "storage": str(tmp_path / "farm-storage")}))
+    result = CliRunner().invoke(app, ["experiment", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert {"generate-IV", "model-generated-IV", "evaluate-generated-IV-on-own"} == set(
+        records(tmp_path / "out"))
+    engine = create_engine(db)
+    with engine.connect() as connection:
+        done = connection.execute(select(func.count()).select_from(images)
+                                  .where(images.c.status == "done")).scalar()
+    engine.dispose()
+    assert done == 24 and any((tmp_path / "farm-storage").rglob("*.png"))
+    assert not (tmp_path / "out" / "jobs.db").exists()
