@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -246,6 +247,38 @@ class GaitConfig(Strict):
     _check = field_validator("stride", "arm_swing")(_positive_interval)
 
 
+def _non_negative_interval(value: Interval) -> Interval:
+    if value[0] < 0:
+        raise ValueError(f"values must be >= 0, got {value[0]}")
+    return _ordered(value)
+
+
+class CameraEffects(Strict):
+    """What a real re-id camera does to a crop, drawn per image (and recorded in its spec):
+    exposure and white-balance shifts, defocus and motion blur, resampling to a low
+    resolution, sensor noise and JPEG compression, in that order. Zero intervals: no effect."""
+    exposure: float = Field(0.0, ge=0, lt=1)  # a gain in [1 - x, 1 + x]
+    white_balance: float = Field(0.0, ge=0, lt=1)  # per-channel gains in [1 - x, 1 + x]
+    defocus_sigma_px: Interval = (0.0, 0.0)  # Gaussian blur, at the rendered resolution
+    motion_blur_px: Interval = (0.0, 0.0)  # length of a straight blur in a random direction
+    height_px: Interval | None = None  # resample to a height in this interval (e.g. 128-160)
+    noise_sigma: Interval = (0.0, 0.0)  # Gaussian sensor noise, in 8-bit levels
+    jpeg_quality: Interval | None = None  # e.g. (40, 95)
+
+    _check = field_validator("defocus_sigma_px", "motion_blur_px", "noise_sigma")(
+        _non_negative_interval)
+
+    @field_validator("height_px", "jpeg_quality")
+    @classmethod
+    def _optional(cls, value: Interval | None, info) -> Interval | None:
+        if value is None:
+            return value
+        low, high = {"height_px": (16, 4096), "jpeg_quality": (1, 100)}[info.field_name]
+        if not (low <= value[0] <= value[1] <= high):
+            raise ValueError(f"expected {low} <= low <= high <= {high}, got {tuple(value)}")
+        return value
+
+
 class GenerationConfig(Strict):
     name: str
     description: str = ""
@@ -260,6 +293,16 @@ class GenerationConfig(Strict):
     crop: CropConfig = CropConfig()
     render: RenderConfig = RenderConfig()
     gait: GaitConfig = GaitConfig()
+    camera_effects: CameraEffects | None = None  # None: the clean render
+
+    @model_serializer(mode="wrap")
+    def _without_absent_effects(self, handler):
+        # Configs without effects dump as they did before effects existed, so runs and
+        # experiment stages planned then keep their identity.
+        data = handler(self)
+        if data.get("camera_effects", 0) is None:
+            del data["camera_effects"]
+        return data
 
     @model_validator(mode="after")
     def _camera_inside_room(self) -> GenerationConfig:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from synthreid import package_versions
 from synthreid.atomic import atomic_path
@@ -109,16 +110,24 @@ class Renderer:
             self.scene.render_rgb(tmp_rgb, image.seed)
             self.scene.render_mask(tmp_mask)
             t = self.timings.add("render", t)
+            size = (crop.width, crop.height)
+            if image.effects is not None:
+                size = _camera_effects(tmp_rgb, tmp_mask, image.effects)
+                t = self.timings.add("effects", t)
             record = self._record(stem, character, image, camera, target, crop, posed,
-                                  geometry)
+                                  geometry, size)
             tmp_record.write_text(json.dumps(record, indent=1))
         self.timings.add("write", t)
         return RenderedImage(stem=stem, rgb=rgb, mask=mask, record=record)
 
-    def _record(self, stem, character, image, camera, target, crop, posed, geometry) -> dict:
+    def _record(self, stem, character, image, camera, target, crop, posed, geometry,
+                size: tuple[int, int]) -> dict:
         crop_config, cam = self.config.crop, image.camera
 
         keypoints = self._keypoints(camera, crop, posed.keypoints)
+        scale = size[0] / crop.width, size[1] / crop.height  # camera effects may resample
+        keypoints = [[round(x * scale[0], 2), round(y * scale[1], 2), v]
+                     for x, y, v in keypoints]
         return {
             "stem": stem, "character": character.model_dump(mode="json"),
             "image": image.model_dump(mode="json"),
@@ -127,6 +136,7 @@ class Renderer:
             "crop": {"mode": crop_config.mode, "margin_px": crop_config.margin_px,
                      "resolution": crop.resolution, "x0": crop.x0, "y0": crop.y0,
                      "width": crop.width, "height": crop.height},
+            "size": {"width": size[0], "height": size[1]},  # of the image as written
             "keypoints": {"names": list(COCO17), "xyv": keypoints},
             "render": self.config.render.model_dump(mode="json") | {"device": self.scene.device},
             "body_phenotype": geometry.shaped.phenotype,
@@ -147,3 +157,16 @@ class Renderer:
             else:
                 result.append([round(float(x), 2), round(float(y), 2), 2 if is_seen else 1])
         return result
+
+
+def _camera_effects(rgb_path: Path, mask_path: Path, effects) -> tuple[int, int]:
+    """The rendered image and mask rewritten with the camera effects; their new size."""
+    from synthreid.render.effects import apply_effects
+
+    with Image.open(rgb_path) as rgb_file, Image.open(mask_path) as mask_file:
+        rgb = np.asarray(rgb_file.convert("RGB"))
+        mask = np.asarray(mask_file.convert("L")) > 127
+    rgb, mask = apply_effects(rgb, mask, effects)
+    Image.fromarray(rgb).save(rgb_path, "PNG")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, "PNG")
+    return rgb.shape[1], rgb.shape[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthreid.config import GenerationConfig
+from synthreid.config import CameraEffects, GenerationConfig
 from synthreid.scene.camera import sample_unit_directions
 from synthreid.scene.colours import room_colour, sample_colour
 from synthreid.scene.spec import (
@@ -16,6 +16,7 @@ from synthreid.scene.spec import (
     BodySpec,
     CameraSpec,
     CharacterSpec,
+    EffectsSpec,
     GaitSpec,
     GarmentSpec,
     HairSpec,
@@ -157,4 +158,28 @@ def sample_images(config: GenerationConfig, character: CharacterSpec,
             sun_elevation=float(rng.uniform(math.radians(30), math.radians(75))),
             sun_strength=float(rng.uniform(1.5, 4.0)), ambient=float(rng.uniform(0.4, 0.9)),
         ))
+    if config.camera_effects is not None:
+        # A stream of its own, so effects leave every other draw of a preset as it was.
+        effects_rng = np.random.default_rng([character.seed, 2])
+        images = [image.model_copy(update={"effects": sample_effects(config.camera_effects,
+                                                                     effects_rng)})
+                  for image in images]
     return images
+
+
+def sample_effects(effects: CameraEffects, rng: np.random.Generator) -> EffectsSpec:
+    def gain(spread: float) -> float:
+        return float(rng.uniform(1 - spread, 1 + spread))
+
+    return EffectsSpec(
+        exposure=gain(effects.exposure),
+        gains=(gain(effects.white_balance), gain(effects.white_balance),
+               gain(effects.white_balance)),
+        defocus_sigma_px=_interval(rng, effects.defocus_sigma_px),
+        motion_blur_px=_interval(rng, effects.motion_blur_px),
+        motion_angle=float(rng.uniform(0, math.pi)),
+        height_px=None if effects.height_px is None else round(_interval(rng, effects.height_px)),
+        noise_sigma=_interval(rng, effects.noise_sigma),
+        noise_seed=int(rng.integers(2**31 - 1)),
+        jpeg_quality=None if effects.jpeg_quality is None else round(
+            _interval(rng, effects.jpeg_quality)))

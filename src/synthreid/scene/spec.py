@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 RGB = tuple[float, float, float]
 
@@ -88,6 +88,19 @@ class CameraSpec(Spec):
     sensor_mm: float = Field(36.0, gt=0)
 
 
+class EffectsSpec(Spec):
+    """One image's draw of the camera effects (config.CameraEffects), applied after the render."""
+    exposure: float = Field(1.0, gt=0)
+    gains: RGB = (1.0, 1.0, 1.0)  # white balance, per channel
+    defocus_sigma_px: float = Field(0.0, ge=0)
+    motion_blur_px: float = Field(0.0, ge=0)
+    motion_angle: float = 0.0  # radians from the image's x axis
+    height_px: int | None = Field(None, ge=16)
+    noise_sigma: float = Field(0.0, ge=0)
+    noise_seed: int = 0
+    jpeg_quality: int | None = Field(None, ge=1, le=100)
+
+
 class ImageSpec(Spec):
     image_index: int
     seed: int  # the renderer's sampling seed
@@ -98,3 +111,12 @@ class ImageSpec(Spec):
     sun_elevation: float = 0.9
     sun_strength: float = Field(3.0, ge=0)
     ambient: float = Field(0.6, ge=0, description="world light strength")
+    effects: EffectsSpec | None = None  # camera effects after the render; None: none
+
+    @model_serializer(mode="wrap")
+    def _without_absent_effects(self, handler):
+        # Specs without effects serialise as before effects existed (stored jobs stay equal).
+        data = handler(self)
+        if data.get("effects", 0) is None:
+            del data["effects"]
+        return data
