@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthreid.config import CameraEffects, GenerationConfig
+from synthreid.config import CameraEffects, GenerationConfig, equirect_images
 from synthreid.scene.camera import sample_unit_directions
 from synthreid.scene.colours import room_colour, sample_colour
 from synthreid.scene.spec import (
@@ -112,6 +112,10 @@ def sample_room(config: GenerationConfig, rng: np.random.Generator) -> RoomSpec:
         walls = (room_colour(rng),) * 4
     floor = room.floor_colour if room.floor_colour is not None else room_colour(rng)
     background = room.cubemaps[rng.integers(len(room.cubemaps))] if room.cubemaps else None
+    if room.kind == "equirect" and background and Path(background).expanduser().is_dir():
+        # A folder of photos: one file per character, drawn after every other room draw.
+        photos = equirect_images(Path(background).expanduser())
+        background = str(photos[rng.integers(len(photos))].resolve())
     return RoomSpec(kind=room.kind, size_m=room.size_m, wall_colours=walls, floor_colour=floor,
                     background=background)
 
