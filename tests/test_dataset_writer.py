@@ -58,3 +58,21 @@ def test_png_bytes_are_kept_byte_for_byte(tmp_path):
     save_image(Image.open(io.BytesIO(data)), tmp_path / "b.png", "PNG")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")),
                           np.asarray(Image.open(io.BytesIO(data))))
+
+
+def test_ids_above_9999_name_and_read_back(tmp_path):
+    """The IV-10k preset's ids: Market-1501 readers of other frameworks stop at 1,501; ours and
+    our export's names go on (as many digits as an id needs)."""
+    from synthreid.config import load_config
+
+    assert load_config("IV-10k").characters == 10_000
+    with staged_folder(tmp_path / "big") as staging:
+        folders = make_market_folders(staging)
+        for split, pid, camid in [("train", 10_000, 1), ("train", 10_001, 2), ("val", 9_999, 1),
+                                  ("query", 12_345, 1), ("gallery", 12_345, 2)]:
+            save_image(_png_bytes(pid), folders[split] / f"{market_stem(pid, camid, pid - 1, 0)}"
+                       ".jpg", "jpg")
+    dataset = read_dataset("synthetic", tmp_path / "big")
+    assert sorted(r.pid for r in dataset.train) == [10_000, 10_001]
+    assert [r.pid for r in dataset.query + dataset.gallery] == [12_345, 12_345]
+    assert [r.pid for r in dataset.validation] == [9_999]

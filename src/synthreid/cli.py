@@ -574,11 +574,11 @@ def demo(
 @app.command()
 def presets() -> None:
     """List the built-in presets (thesis Table 3.1)."""
-    from synthreid.config import PRESET_NAMES, load_config
+    from synthreid.config import ALL_PRESETS, load_config
 
-    for name in PRESET_NAMES:
+    for name in ALL_PRESETS:
         config = load_config(name)
-        typer.echo(f"{name:4} {config.characters} x {config.images_per_character}  "
+        typer.echo(f"{name:6} {config.characters:5} x {config.images_per_character}  "
                    f"{config.description}")
 
 

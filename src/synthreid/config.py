@@ -24,7 +24,8 @@ from pydantic import (
 
 from synthreid.errors import ConfigError
 
-PRESET_NAMES = ("I", "II", "III", "IV")
+PRESET_NAMES = ("I", "II", "III", "IV")  # the thesis' datasets (Table 3.1)
+ALL_PRESETS = PRESET_NAMES + ("IV-10k",)  # and larger ones built on them
 TEXTURE_FAMILIES = ("stripes", "checks", "noise", "dots", "plaid")
 HAIR_STYLES = ("none", "buzz", "short", "bob", "long", "bun", "ponytail")
 ACCESSORIES = ("backpack", "shoulder_bag", "hat", "cap", "glasses")
@@ -360,20 +361,20 @@ def _raw_config(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> tuple[d
     key = str(name_or_path)
     if key in seen:
         raise ConfigError(f"{key}: 'extends' loops back on itself")
-    if key in PRESET_NAMES:
+    if key in ALL_PRESETS:
         text = resources.files("synthreid.presets").joinpath(f"{key}.yaml").read_text()
         data, source = yaml.safe_load(text), f"preset {key}"
     else:
         path = Path(name_or_path)
         if not path.exists():
-            raise ConfigError(f"{path}: no such preset or file (presets: {', '.join(PRESET_NAMES)})")
+            raise ConfigError(f"{path}: no such preset or file (presets: {', '.join(ALL_PRESETS)})")
         data, source = read_yaml(path), path
     parent = data.pop("extends", None)
     if parent is not None:
         if not isinstance(parent, str) or not parent.strip():
             raise ConfigError(f"{source}: extends: expected a preset name or a file path, got "
                               f"{parent!r}")
-        if isinstance(source, Path) and parent not in PRESET_NAMES:
+        if isinstance(source, Path) and parent not in ALL_PRESETS:
             parent = source.parent / parent
         try:
             base, _ = _raw_config(parent, seen + (key,))

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from synthreid.config import PRESET_NAMES, Strict, read_yaml, validate_model
+from synthreid.config import ALL_PRESETS, PRESET_NAMES, Strict, read_yaml, validate_model
 from synthreid.errors import ConfigError
 from synthreid.evaluate import PROTOCOLS
 
@@ -69,9 +69,9 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        unknown = [p for p in self.presets if p not in PRESET_NAMES]
+        unknown = [p for p in self.presets if p not in ALL_PRESETS]
         if unknown or not self.presets:
-            raise ValueError(f"presets: expected some of {', '.join(PRESET_NAMES)}, got "
+            raise ValueError(f"presets: expected some of {', '.join(ALL_PRESETS)}, got "
                              f"{self.presets}")
         for preset, methods in self.refiners.methods.items():
             if preset not in self.presets:
