@@ -292,6 +292,30 @@ class CameraEffects(Strict):
         return value
 
 
+class LightsConfig(Strict):
+    """Light beyond the fixed white sun: a sun colour from a colour temperature (the plain sky
+    of cuboid rooms takes it too; photo backgrounds keep their own), and
+    point lamps around the person (street lights, shop windows), each with its own temperature
+    or, with `lamp_saturation` > 0, a coloured tint. Drawn per image and recorded."""
+    sun_temperature_k: Interval = (6500.0, 6500.0)  # 6500 K: white
+    lamps: tuple[int, int] = (0, 0)  # how many, drawn per image
+    lamp_power_w: Interval = (100.0, 600.0)
+    lamp_temperature_k: Interval = (2700.0, 6500.0)
+    lamp_saturation: float = Field(0.0, ge=0, le=1)  # 0: black-body colours only
+    lamp_distance_m: Interval = (1.5, 4.0)  # from the person, horizontally
+    lamp_height_m: Interval = (1.0, 3.5)
+
+    _positive = field_validator("sun_temperature_k", "lamp_power_w", "lamp_temperature_k",
+                                "lamp_distance_m", "lamp_height_m")(_positive_interval)
+
+    @field_validator("lamps")
+    @classmethod
+    def _count(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= value[0] <= value[1] <= 8:
+            raise ValueError(f"expected 0 <= low <= high <= 8 lamps, got {tuple(value)}")
+        return value
+
+
 class GenerationConfig(Strict):
     name: str
     description: str = ""
@@ -307,14 +331,16 @@ class GenerationConfig(Strict):
     render: RenderConfig = RenderConfig()
     gait: GaitConfig = GaitConfig()
     camera_effects: CameraEffects | None = None  # None: the clean render
+    lights: LightsConfig | None = None  # None: the white sun and sky alone
 
     @model_serializer(mode="wrap")
-    def _without_absent_effects(self, handler):
-        # Configs without effects dump as they did before effects existed, so runs and
+    def _without_absent_levers(self, handler):
+        # Configs without these levers dump as they did before the levers existed, so runs and
         # experiment stages planned then keep their identity.
         data = handler(self)
-        if data.get("camera_effects", 0) is None:
-            del data["camera_effects"]
+        for lever in ("camera_effects", "lights"):
+            if data.get(lever, 0) is None:
+                del data[lever]
         return data
 
     @model_validator(mode="after")

@@ -125,6 +125,7 @@ class BlenderScene:
         sun.angle = math.radians(3)
         self.sun = bpy.data.objects.new("sun", sun)
         scene.collection.objects.link(self.sun)
+        self.lamps: list[object] = []  # point lamps, made as images ask for them
         self.person: dict[str, object] = {}
         self.room: list[object] = []
 
@@ -212,13 +213,31 @@ class BlenderScene:
             mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
             mesh.update()
 
-    def light(self, image: ImageSpec) -> None:
+    def light(self, image: ImageSpec, target=(0.0, 0.0, 0.0)) -> None:
+        """The image's sun, sky and lamps; lamps stand relative to `target`, the person."""
         self.sun.rotation_euler = (math.pi / 2 - image.sun_elevation, 0.0, image.sun_azimuth)
         self.sun.data.energy = image.sun_strength
+        self.sun.data.color = image.sun_colour or (1.0, 1.0, 1.0)
+        lamps = image.lamps or []
+        while len(self.lamps) < len(lamps):
+            data = bpy.data.lights.new(f"lamp{len(self.lamps)}", "POINT")
+            data.shadow_soft_size = 0.25
+            lamp = bpy.data.objects.new(data.name, data)
+            self.scene.collection.objects.link(lamp)
+            self.lamps.append(lamp)
+        for index, lamp in enumerate(self.lamps):
+            spec = lamps[index] if index < len(lamps) else None
+            lamp.data.energy = spec.power_w if spec else 0.0  # unused lamps stay dark
+            if spec:
+                lamp.data.color = spec.colour
+                lamp.location = (target[0] + spec.distance_m * math.cos(spec.azimuth),
+                                 target[1] + spec.distance_m * math.sin(spec.azimuth),
+                                 target[2] + spec.height_m)
         if self.world.node_tree and "Background" in self.world.node_tree.nodes:
             self.world.node_tree.nodes["Background"].inputs["Strength"].default_value = image.ambient
         else:
-            self.world.color = (image.ambient * 0.5,) * 3
+            tint = image.sun_colour or (1.0, 1.0, 1.0)  # a plain sky takes the sun's colour
+            self.world.color = tuple(image.ambient * 0.5 * c for c in tint)
 
     def frame(self, camera: PinholeCamera, crop: Crop) -> None:
         self.camera.data.lens = camera.focal_mm

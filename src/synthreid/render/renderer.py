@@ -96,7 +96,7 @@ class Renderer:
                             crop_config.margin_px)
         t = self.timings.add("body", t)
         self.scene.pose(posed)
-        self.scene.light(image)
+        self.scene.light(image, tuple(float(c) for c in target))
         self.scene.frame(camera, crop)
         t = self.timings.add("scene", t)
 

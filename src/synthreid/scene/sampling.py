@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import colorsys
 import math
 from pathlib import Path
 
 import numpy as np
 
-from synthreid.config import CameraEffects, GenerationConfig, equirect_images
+from synthreid.config import CameraEffects, GenerationConfig, LightsConfig, equirect_images
 from synthreid.scene.camera import sample_unit_directions
 from synthreid.scene.colours import room_colour, sample_colour
 from synthreid.scene.spec import (
@@ -21,6 +22,7 @@ from synthreid.scene.spec import (
     GarmentSpec,
     HairSpec,
     ImageSpec,
+    LampSpec,
     RoomSpec,
     TextureSpec,
 )
@@ -168,7 +170,42 @@ def sample_images(config: GenerationConfig, character: CharacterSpec,
         images = [image.model_copy(update={"effects": sample_effects(config.camera_effects,
                                                                      effects_rng)})
                   for image in images]
+    if config.lights is not None:
+        lights_rng = np.random.default_rng([character.seed, 3])  # a stream of its own, too
+        images = [image.model_copy(update=sample_lights(config.lights, lights_rng))
+                  for image in images]
     return images
+
+
+def blackbody_rgb(kelvin: float) -> tuple[float, float, float]:
+    """The colour of a black body at `kelvin`, as linear RGB scaled to a maximum of 1 (Tanner
+    Helland's fit of the CIE data; 6500 K is white)."""
+    t = kelvin / 100
+    red = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
+    green = (99.4708025861 * math.log(t) - 161.1195681661 if t <= 66
+             else 288.1221695283 * (t - 60) ** -0.0755148492)
+    blue = 255.0 if t >= 66 else (0.0 if t <= 19 else
+                                  138.5177312231 * math.log(t - 10) - 305.0447927307)
+    rgb = np.clip(np.array([red, green, blue]) / 255, 0, 1) ** 2.2  # sRGB-ish -> linear
+    return tuple(float(c) for c in rgb / rgb.max())
+
+
+def sample_lights(lights: LightsConfig, rng: np.random.Generator) -> dict:
+    def lamp_colour() -> tuple[float, float, float]:
+        colour = np.array(blackbody_rgb(_interval(rng, lights.lamp_temperature_k)))
+        if lights.lamp_saturation > 0:
+            tint = np.array(colorsys.hsv_to_rgb(float(rng.random()), 1.0, 1.0))
+            amount = float(rng.uniform(0, lights.lamp_saturation))
+            colour = (1 - amount) * colour + amount * tint
+        return tuple(float(c) for c in colour / colour.max())
+
+    count = int(rng.integers(lights.lamps[0], lights.lamps[1] + 1))
+    lamps = [LampSpec(azimuth=float(rng.uniform(0, 2 * math.pi)),
+                      distance_m=_interval(rng, lights.lamp_distance_m),
+                      height_m=_interval(rng, lights.lamp_height_m), colour=lamp_colour(),
+                      power_w=_interval(rng, lights.lamp_power_w)) for _ in range(count)]
+    return {"sun_colour": blackbody_rgb(_interval(rng, lights.sun_temperature_k)),
+            "lamps": lamps}
 
 
 def sample_effects(effects: CameraEffects, rng: np.random.Generator) -> EffectsSpec:

@@ -101,6 +101,15 @@ class EffectsSpec(Spec):
     jpeg_quality: int | None = Field(None, ge=1, le=100)
 
 
+class LampSpec(Spec):
+    """A point lamp, placed relative to the person's centre."""
+    azimuth: float  # radians about +z
+    distance_m: float = Field(gt=0)
+    height_m: float  # above the person's centre
+    colour: RGB
+    power_w: float = Field(gt=0)
+
+
 class ImageSpec(Spec):
     image_index: int
     seed: int  # the renderer's sampling seed
@@ -112,11 +121,14 @@ class ImageSpec(Spec):
     sun_strength: float = Field(3.0, ge=0)
     ambient: float = Field(0.6, ge=0, description="world light strength")
     effects: EffectsSpec | None = None  # camera effects after the render; None: none
+    sun_colour: RGB | None = None  # None: white
+    lamps: list[LampSpec] | None = None  # None: none
 
     @model_serializer(mode="wrap")
-    def _without_absent_effects(self, handler):
-        # Specs without effects serialise as before effects existed (stored jobs stay equal).
+    def _without_absent_levers(self, handler):
+        # Specs without these levers serialise as before they existed (stored jobs stay equal).
         data = handler(self)
-        if data.get("effects", 0) is None:
-            del data["effects"]
+        for lever in ("effects", "sun_colour", "lamps"):
+            if data.get(lever, 0) is None:
+                del data[lever]
         return data
