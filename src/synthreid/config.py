@@ -316,6 +316,35 @@ class LightsConfig(Strict):
         return value
 
 
+class OccludersConfig(Strict):
+    """Props between the camera and the person (street furniture a real camera sees through):
+    per image, with `probability`, one prop of a random kind stands on the floor on the line
+    from the person toward the camera, partly hiding the person. The mask shows only what is
+    seen of the person."""
+    probability: float = Field(0.5, ge=0, le=1)
+    kinds: list[Literal["pole", "box"]] = Field(default_factory=lambda: ["pole", "box"])
+    toward_camera: Interval = (0.15, 0.5)  # fraction of the camera distance, from the person
+    sideways_m: Interval = (-0.35, 0.35)  # off the line of sight
+    pole_radius_m: Interval = (0.05, 0.15)
+    box_size_m: Interval = (0.5, 1.1)  # width, depth and height each drawn from this
+
+    _check = field_validator("pole_radius_m", "box_size_m")(_positive_interval)
+
+    @field_validator("toward_camera")
+    @classmethod
+    def _between(cls, value: Interval) -> Interval:
+        if not 0 < value[0] <= value[1] < 1:
+            raise ValueError(f"expected 0 < low <= high < 1, got {tuple(value)}")
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _some(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one kind (pole, box)")
+        return value
+
+
 class GenerationConfig(Strict):
     name: str
     description: str = ""
@@ -332,13 +361,14 @@ class GenerationConfig(Strict):
     gait: GaitConfig = GaitConfig()
     camera_effects: CameraEffects | None = None  # None: the clean render
     lights: LightsConfig | None = None  # None: the white sun and sky alone
+    occluders: OccludersConfig | None = None  # None: nothing between camera and person
 
     @model_serializer(mode="wrap")
     def _without_absent_levers(self, handler):
         # Configs without these levers dump as they did before the levers existed, so runs and
         # experiment stages planned then keep their identity.
         data = handler(self)
-        for lever in ("camera_effects", "lights"):
+        for lever in ("camera_effects", "lights", "occluders"):
             if data.get(lever, 0) is None:
                 del data[lever]
         return data

@@ -50,6 +50,30 @@ def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, material,
     return obj
 
 
+def _prop_mesh(kind: str, size: tuple[float, float, float],
+               segments: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """A closed pole (cylinder) or box standing on z = 0, centred on the z axis."""
+    if kind == "pole":
+        radius, _, height = size
+        angles = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+        ring = np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
+        vertices = np.concatenate([np.c_[ring, np.zeros(segments)],
+                                   np.c_[ring, np.full(segments, height)],
+                                   [[0, 0, 0], [0, 0, height]]])
+        faces = []
+        for i in range(segments):
+            j = (i + 1) % segments
+            faces += [[i, j, segments + j], [i, segments + j, segments + i],
+                      [2 * segments, j, i], [2 * segments + 1, segments + i, segments + j]]
+        return vertices, np.array(faces)
+    width, depth, height = size
+    corners = np.array([[x, y, z] for z in (0, height) for y in (-depth / 2, depth / 2)
+                        for x in (-width / 2, width / 2)])
+    faces = [[0, 2, 3], [0, 3, 1], [4, 5, 7], [4, 7, 6], [0, 1, 5], [0, 5, 4],
+             [2, 6, 7], [2, 7, 3], [0, 4, 6], [0, 6, 2], [1, 3, 7], [1, 7, 5]]
+    return corners, np.array(faces)
+
+
 @contextlib.contextmanager
 def _quiet_stdout():
     sys.stdout.flush()
@@ -126,11 +150,13 @@ class BlenderScene:
         self.sun = bpy.data.objects.new("sun", sun)
         scene.collection.objects.link(self.sun)
         self.lamps: list[object] = []  # point lamps, made as images ask for them
+        self.props: list[object] = []  # this image's occluders
         self.person: dict[str, object] = {}
         self.room: list[object] = []
 
     # --- per character -------------------------------------------------------------------
     def _clear(self) -> None:
+        self.place_props([], (0.0, 0.0, 0.0))
         for obj in list(self.person.values()) + self.room:
             mesh, materials = obj.data, list(obj.data.materials)
             bpy.data.objects.remove(obj)
@@ -239,6 +265,23 @@ class BlenderScene:
             tint = image.sun_colour or (1.0, 1.0, 1.0)  # a plain sky takes the sun's colour
             self.world.color = tuple(image.ambient * 0.5 * c for c in tint)
 
+    def place_props(self, props, target) -> None:
+        """This image's occluders on the floor around `target` (the last image's go)."""
+        for obj in self.props:
+            mesh, materials = obj.data, list(obj.data.materials)
+            bpy.data.objects.remove(obj)
+            bpy.data.meshes.remove(mesh)
+            for material in materials:
+                bpy.data.materials.remove(material)
+        self.props = []
+        for index, prop in enumerate(props or []):
+            vertices, faces = _prop_mesh(prop.kind, prop.size_m)
+            material, _ = new_material(f"prop{index}", prop.colour, roughness=0.8)
+            obj = _mesh_object(f"prop{index}", vertices, faces, material)
+            obj.location = (target[0] + prop.x, target[1] + prop.y, 0.0)
+            obj.rotation_euler = (0.0, 0.0, prop.heading)
+            self.props.append(obj)
+
     def frame(self, camera: PinholeCamera, crop: Crop) -> None:
         self.camera.data.lens = camera.focal_mm
         self.camera.data.sensor_width = camera.sensor_mm
@@ -271,7 +314,7 @@ class BlenderScene:
         scene.display.render_aa = "OFF"
         for obj in self.person.values():
             obj.color = (1.0, 1.0, 1.0, 1.0)
-        for obj in self.room:
+        for obj in self.room + self.props:  # an occluder hides the person in the mask too
             obj.color = (0.0, 0.0, 0.0, 1.0)
         scene.render.image_settings.color_mode = "BW"
         self._write(path)

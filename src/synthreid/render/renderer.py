@@ -97,6 +97,7 @@ class Renderer:
         t = self.timings.add("body", t)
         self.scene.pose(posed)
         self.scene.light(image, tuple(float(c) for c in target))
+        self.scene.place_props(image.props, tuple(float(c) for c in target))
         self.scene.frame(camera, crop)
         t = self.timings.add("scene", t)
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from synthreid.config import CameraEffects, GenerationConfig, LightsConfig, equirect_images
+from synthreid.config import (
+    CameraEffects,
+    GenerationConfig,
+    LightsConfig,
+    OccludersConfig,
+    equirect_images,
+)
 from synthreid.scene.camera import sample_unit_directions
 from synthreid.scene.colours import room_colour, sample_colour
 from synthreid.scene.spec import (
@@ -23,6 +29,7 @@ from synthreid.scene.spec import (
     HairSpec,
     ImageSpec,
     LampSpec,
+    PropSpec,
     RoomSpec,
     TextureSpec,
 )
@@ -170,11 +177,43 @@ def sample_images(config: GenerationConfig, character: CharacterSpec,
         images = [image.model_copy(update={"effects": sample_effects(config.camera_effects,
                                                                      effects_rng)})
                   for image in images]
+    if config.occluders is not None:
+        props_rng = np.random.default_rng([character.seed, 4])  # a stream of its own, too
+        images = [image.model_copy(update={"props": sample_props(config.occluders, image,
+                                                                 props_rng)})
+                  for image in images]
     if config.lights is not None:
         lights_rng = np.random.default_rng([character.seed, 3])  # a stream of its own, too
         images = [image.model_copy(update=sample_lights(config.lights, lights_rng))
                   for image in images]
     return images
+
+
+def sample_props(occluders: OccludersConfig, image: ImageSpec,
+                 rng: np.random.Generator) -> list[PropSpec]:
+    """Nothing, or one prop on the floor between the person and this image's camera."""
+    draws = rng.random(11)  # a fixed number of draws per image keeps later images' draws fixed
+    if draws[0] >= occluders.probability:
+        return []
+    kind = occluders.kinds[int(draws[1] * len(occluders.kinds))]
+    dx, dy = image.camera.direction[0], image.camera.direction[1]
+    norm = math.hypot(dx, dy) or 1.0
+    dx, dy = dx / norm, dy / norm  # toward the camera, on the floor
+    along = image.camera.radius_m * _lerp(occluders.toward_camera, draws[2])
+    side = _lerp(occluders.sideways_m, draws[3])
+    grey = 0.15 + 0.6 * draws[4]
+    colour = tuple(float(np.clip(grey + 0.1 * (c - 0.5), 0, 1)) for c in draws[8:11])
+    if kind == "pole":
+        radius = _lerp(occluders.pole_radius_m, draws[5])
+        size = (radius, radius, 3.0)
+    else:
+        size = tuple(_lerp(occluders.box_size_m, d) for d in (draws[5], draws[6], draws[7]))
+    return [PropSpec(kind=kind, x=dx * along - dy * side, y=dy * along + dx * side,
+                     size_m=size, heading=float(math.atan2(dy, dx)), colour=colour)]
+
+
+def _lerp(interval: tuple[float, float], t: float) -> float:
+    return float(interval[0] + (interval[1] - interval[0]) * t)
 
 
 def blackbody_rgb(kelvin: float) -> tuple[float, float, float]:

@@ -110,6 +110,16 @@ class LampSpec(Spec):
     power_w: float = Field(gt=0)
 
 
+class PropSpec(Spec):
+    """An occluder standing on the floor; x, y relative to the person's centre."""
+    kind: Literal["pole", "box"]
+    x: float
+    y: float
+    size_m: tuple[float, float, float]  # pole: radius, radius, height; box: width, depth, height
+    heading: float = 0.0  # rotation about +z
+    colour: RGB
+
+
 class ImageSpec(Spec):
     image_index: int
     seed: int  # the renderer's sampling seed
@@ -123,12 +133,13 @@ class ImageSpec(Spec):
     effects: EffectsSpec | None = None  # camera effects after the render; None: none
     sun_colour: RGB | None = None  # None: white
     lamps: list[LampSpec] | None = None  # None: none
+    props: list[PropSpec] | None = None  # occluders; None: none
 
     @model_serializer(mode="wrap")
     def _without_absent_levers(self, handler):
         # Specs without these levers serialise as before they existed (stored jobs stay equal).
         data = handler(self)
-        for lever in ("effects", "sun_colour", "lamps"):
+        for lever in ("effects", "sun_colour", "lamps", "props"):
             if data.get(lever, 0) is None:
                 del data[lever]
         return data
