@@ -520,6 +520,26 @@ def experiment(
     console.print(f"report: {report['md']} and {report['html']}")
 
 
+@app.command()
+def textures(
+    data: str = typer.Option(..., "--data", help="a real dataset with person masks (LAYOUT:ROOT "
+                             "or .yaml with masks: DIR)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the library folder"),
+) -> None:
+    """Cut garment textures from a real dataset's training images, for clothes.photo_textures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from synthreid.scene.photo_textures import build_texture_library
+
+    with _one_line_errors(), Progress(TextColumn("textures"), BarColumn(), MofNCompleteColumn(),
+                                      console=console) as bar:
+        task = bar.add_task("textures", total=None)
+        result = build_texture_library(data, out, progress=lambda n: bar.advance(task, n))
+    console.print(f"{result.upper} upper and {result.lower} lower patches in {result.out} "
+                  f"({result.skipped} training images gave fewer than two); use it as "
+                  f"clothes: {{photo_textures: {{folder: {result.out}}}}}")
+
+
 def _stage_display():
     """A rich display for experiment stages: overall stages done (with ETA) and the current
     stage's own progress (refiner iterations, re-id epochs)."""

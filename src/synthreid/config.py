@@ -98,6 +98,14 @@ class BodyConfig(Strict):
         return value
 
 
+class PhotoTextures(Strict):
+    """Garment textures cut from real photos (`synthreid textures`): with `probability`, a
+    shirt takes an upper patch and pants or a skirt a lower patch of the library in `folder`."""
+    folder: str
+    probability: float = Field(0.5, ge=0, le=1)
+    scale: Interval = (2.0, 3.5)  # patch repeats per metre, up the garment
+
+
 class ClothesConfig(Strict):
     colour_model: Literal["bright", "realistic"] = "realistic"
     sleeve_length: Interval = (0.25, 0.95)  # fraction of the arm, shoulder to wrist
@@ -112,6 +120,15 @@ class ClothesConfig(Strict):
 
     _families = field_validator("texture_families")(
         lambda values: _known(values, TEXTURE_FAMILIES, "texture family"))
+    photo_textures: PhotoTextures | None = None  # None: procedural patterns only
+
+    @model_serializer(mode="wrap")
+    def _without_absent_photos(self, handler):
+        # Without photo textures a config dumps as it did before they existed.
+        data = handler(self)
+        if data.get("photo_textures", 0) is None:
+            del data["photo_textures"]
+        return data
 
 
 class HairConfig(Strict):
@@ -172,8 +189,19 @@ def check_assets(config: GenerationConfig, source: object = "config") -> None:
         for background in config.room.cubemaps:
             _check_background_source(config.room.kind, background)
         _check_motions(config.gait.bvh_folder)
+        _check_photo_textures(config.clothes.photo_textures)
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from None
+
+
+def _check_photo_textures(photos: PhotoTextures | None) -> None:
+    if photos is None:
+        return
+    folder = Path(photos.folder).expanduser()
+    for part in ("upper", "lower"):
+        if not any((folder / part).glob("*.png")):
+            raise ValueError(f"clothes.photo_textures.folder: {folder / part} holds no .png "
+                             f"patches (make a library with 'synthreid textures')")
 
 
 def _check_motions(folder: str | None) -> None:

@@ -1,5 +1,5 @@
 """The files a job needs beyond its spec (a user's cubemap faces, equirectangular images, BVH
-motions) go into the job database by content when the run is planned, and specs name them
+motions, photo texture patches) go into the job database by content when the run is planned, and specs name them
 `asset:<sha256><suffix>`. A job is then a frozen, self-contained spec: a worker on any machine
 fetches what it names into a local cache (checked against its hash) and needs none of the
 planning machine's folders. Built-in cubemaps stay `builtin:NAME` (drawn the same everywhere).
@@ -56,7 +56,15 @@ def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) ->
         if motion not in memo:
             memo[motion] = _store_file(connection, motion)
         motion = memo[motion]
-    return _with_sources(spec, background, motion)
+
+    def store_texture(path: str) -> str:
+        if path.startswith(PREFIX):
+            return path
+        if path not in memo:
+            memo[path] = _store_file(connection, path)
+        return memo[path]
+
+    return _with_textures(_with_sources(spec, background, motion), store_texture)
 
 
 def _with_sources(spec: CharacterSpec, background: str | None,
@@ -64,6 +72,15 @@ def _with_sources(spec: CharacterSpec, background: str | None,
     return spec.model_copy(update={
         "room": spec.room.model_copy(update={"background": background}),
         "gait": spec.gait.model_copy(update={"motion": motion})})
+
+
+def _with_textures(spec: CharacterSpec, rename) -> CharacterSpec:
+    """The spec with each photo texture's file renamed by `rename` (to or from an asset)."""
+    garments = tuple(
+        g.model_copy(update={"texture": g.texture.model_copy(
+            update={"image": rename(g.texture.image)})})
+        if g.texture is not None and g.texture.image else g for g in spec.garments)
+    return spec.model_copy(update={"garments": garments})
 
 
 def _fetch(engine: Engine, name: str, target: Path) -> Path:
@@ -97,4 +114,11 @@ def materialize(engine: Engine, spec: CharacterSpec, cache: Path) -> CharacterSp
     if motion and motion.startswith(PREFIX):
         name = motion.removeprefix(PREFIX)
         motion = str(_fetch(engine, name, cache / name))
-    return _with_sources(spec, background, motion)
+
+    def fetch_texture(path: str) -> str:
+        if not path.startswith(PREFIX):
+            return path
+        name = path.removeprefix(PREFIX)
+        return str(_fetch(engine, name, cache / name))
+
+    return _with_textures(_with_sources(spec, background, motion), fetch_texture)

@@ -74,6 +74,9 @@ def garment_material(name: str, garment: GarmentSpec):
     attribute.attribute_type = "GEOMETRY"
     attribute.attribute_name = REST_ATTRIBUTE
     position = attribute.outputs["Vector"]
+    if texture.family == "photo":
+        _wrap_photo(tree, position, texture, bsdf)
+        return material
     across = (math.cos(texture.angle), math.sin(texture.angle), 0.0)
     if texture.family == "stripes":
         direction = (0.0, 0.0, 1.0) if texture.angle < 0.3 else across
@@ -104,6 +107,24 @@ def garment_material(name: str, garment: GarmentSpec):
     _socket(mix.inputs, "B", "RGBA").default_value = _rgba(texture.colour2)
     tree.links.new(_socket(mix.outputs, "Result", "RGBA"), bsdf.inputs["Base Color"])
     return material
+
+
+def _wrap_photo(tree, position, texture, bsdf) -> None:
+    """The patch wrapped once around the body's vertical axis (u: the angle about it, so no
+    UV seams) and repeated `scale` times a metre up the body (v)."""
+    parts = tree.nodes.new("ShaderNodeSeparateXYZ")
+    tree.links.new(position, parts.inputs[0])
+    angle = _math(tree, "ARCTAN2", parts.outputs["Y"], parts.outputs["X"])
+    u = _math(tree, "ADD", _math(tree, "DIVIDE", angle, 2 * math.pi), 0.5)
+    v = _math(tree, "MULTIPLY", parts.outputs["Z"], texture.scale)
+    uv = tree.nodes.new("ShaderNodeCombineXYZ")
+    tree.links.new(u, uv.inputs["X"])
+    tree.links.new(v, uv.inputs["Y"])
+    image = tree.nodes.new("ShaderNodeTexImage")
+    image.image = bpy.data.images.load(str(texture.image), check_existing=True)
+    image.extension = "REPEAT"
+    tree.links.new(uv.outputs["Vector"], image.inputs["Vector"])
+    tree.links.new(image.outputs["Color"], bsdf.inputs["Base Color"])
 
 
 def image_material(name: str, path: str):

@@ -8,12 +8,14 @@ import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from synthreid.config import (
     CameraEffects,
     GenerationConfig,
     LightsConfig,
     OccludersConfig,
+    PhotoTextures,
     equirect_images,
 )
 from synthreid.scene.camera import sample_unit_directions
@@ -73,6 +75,31 @@ def _texture(config: GenerationConfig, rng: np.random.Generator) -> TextureSpec 
         scale=_interval(rng, TEXTURE_SCALES[family]),
         angle=float(rng.choice([0.0, math.pi / 2, rng.uniform(0, math.pi)])),
     )
+
+
+def photo_garments(photos: PhotoTextures, garments: tuple[GarmentSpec, ...],
+                   rng: np.random.Generator) -> tuple[GarmentSpec, ...]:
+    """Garments with, each at `photos.probability`, a patch of the photo library (upper for
+    shirts, lower for pants and skirts); the garment's colour becomes the patch's mean."""
+    from synthreid.scene.photo_textures import library_patches
+
+    patches = {part: library_patches(photos.folder, part) for part in ("upper", "lower")}
+    dressed = []
+    for garment in garments:
+        draws = rng.random(3)  # fixed per garment: later draws do not depend on earlier ones
+        part = {"shirt": "upper", "pants": "lower", "skirt": "lower"}.get(garment.kind)
+        if part is None or not patches[part] or draws[0] >= photos.probability:
+            dressed.append(garment)
+            continue
+        path = patches[part][int(draws[1] * len(patches[part]))]
+        with Image.open(path) as patch:
+            mean = np.asarray(patch.convert("RGB"), dtype=np.float64).mean(axis=(0, 1)) / 255
+        colour = tuple(float(c) for c in mean)
+        texture = TextureSpec(family="photo", colour2=colour, image=str(path.resolve()),
+                              scale=photos.scale[0] + (photos.scale[1] - photos.scale[0])
+                              * float(draws[2]))
+        dressed.append(garment.model_copy(update={"colour": colour, "texture": texture}))
+    return tuple(dressed)
 
 
 def sample_garments(config: GenerationConfig, rng: np.random.Generator) -> tuple[GarmentSpec, ...]:
@@ -142,13 +169,19 @@ def sample_gait(config: GenerationConfig, rng: np.random.Generator) -> GaitSpec:
 def sample_character(config: GenerationConfig, character_id: int, run_seed: int) -> CharacterSpec:
     seed = character_seed(run_seed, character_id)
     rng = np.random.default_rng(seed)
-    return CharacterSpec(
+    character = CharacterSpec(
         character_id=character_id, seed=seed, preset=config.name,
         body=sample_body(config, rng), garments=sample_garments(config, rng),
         hair=sample_hair(config, rng), accessories=sample_accessories(config, rng),
         gait=sample_gait(config, rng),
         room=sample_room(config, rng),
     )
+    photos = config.clothes.photo_textures
+    if photos is None:
+        return character
+    # A stream of its own: photo textures leave every other draw of the character as it was.
+    garments = photo_garments(photos, character.garments, np.random.default_rng([seed, 5]))
+    return character.model_copy(update={"garments": garments})
 
 
 def sample_images(config: GenerationConfig, character: CharacterSpec,

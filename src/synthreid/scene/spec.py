@@ -18,10 +18,18 @@ class Spec(BaseModel):
 
 
 class TextureSpec(Spec):
-    family: Literal["stripes", "checks", "noise", "dots", "plaid"]
+    family: Literal["stripes", "checks", "noise", "dots", "plaid", "photo"]
     colour2: RGB
     scale: float = Field(gt=0, description="pattern repeats per metre")
     angle: float = 0.0  # rotation of stripes/checks about the body's vertical axis
+    image: str | None = None  # photo: the patch file, wrapped around the body's vertical axis
+
+    @model_serializer(mode="wrap")
+    def _without_absent_image(self, handler):
+        data = handler(self)  # pattern textures serialise as before photos existed
+        if data.get("image", 0) is None:
+            del data["image"]
+        return data
 
 
 class GarmentSpec(Spec):
