@@ -175,8 +175,8 @@ def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
     reid["settings"]["epochs"] = 9
     changed = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid))
     keys = {s.name: s.key for s in plan_experiment(changed, tmp_path).stages}
-    assert {n for n in base if keys[n] != base[n]} == {
-        n for n in base if n.startswith(("model-", "evaluate-"))}
+    assert {n for n in base if keys[n] != base[n]} == {  # the colour baseline has no model
+        n for n in base if n.startswith(("model-", "evaluate-")) and n != "evaluate-hsv-on-real"}
     refiners = json.loads(json.dumps(TINY["refiners"]))
     refiners["methods"]["IV"] = ["cyclegan", "ptgan"]
     refiners["settings"]["iterations"] = 5
@@ -226,3 +226,22 @@ def test_generation_goes_through_a_postgresql_job_database(tmp_path, request):
     engine.dispose()
     assert done == 24 and any((tmp_path / "farm-storage").rglob("*.png"))
     assert not (tmp_path / "out" / "jobs.db").exists()
+
+
+def test_preset_files_are_experiment_rows_named_by_their_stem(tmp_path):
+    """A realism-lever ablation is an experiment whose presets are files: each is its own
+    generate stage and Table 3.2 row, and preset IV's stages keep their keys beside them."""
+    from synthreid.experiment.matrix import plan_experiment
+
+    (tmp_path / "IV-blur.yaml").write_text(
+        "extends: IV\nname: IV-blur\ncamera_effects: {defocus_sigma_px: [1, 2]}\n")
+    config = load_experiment_config(write_config(
+        tmp_path, tmp_path / "real", presets=["IV", "IV-blur.yaml"],
+        refiners={"methods": {}}, finetune=[], mixed=[]))
+    stages = {s.name: s for s in plan_experiment(config, tmp_path).stages}
+    assert {"generate-IV-blur", "model-generated-IV-blur",
+            "evaluate-generated-IV-blur-on-real"} <= set(stages)
+    assert stages["generate-IV-blur"].settings["preset"]["camera_effects"] is not None
+    alone = load_experiment_config(write_config(
+        tmp_path / "alone", tmp_path / "real", refiners={"methods": {}}, finetune=[], mixed=[]))
+    assert plan_experiment(alone, tmp_path).stages[0].key == stages["generate-IV"].key

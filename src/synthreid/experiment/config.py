@@ -52,6 +52,8 @@ class ExperimentConfig(Strict):
     # only the generated models and their own test ids remain (what `synthreid demo` runs).
     real: str | None = None
     second_real: str | None = None  # Figure A.2: does a model generalise to another dataset?
+    # Preset names, or generation YAML files (relative to this config; e.g. IV plus a realism
+    # lever), each named by its file's stem in stages and tables.
     presets: list[str] = Field(default_factory=lambda: list(PRESET_NAMES))
     generation: Generation = Generation()
     refiners: Refiners = Refiners()
@@ -69,12 +71,16 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        unknown = [p for p in self.presets if p not in ALL_PRESETS]
+        unknown = [p for p in self.presets if p not in ALL_PRESETS
+                   and not (p.endswith((".yaml", ".yml")) and Path(p).is_file())]
         if unknown or not self.presets:
-            raise ValueError(f"presets: expected some of {', '.join(ALL_PRESETS)}, got "
-                             f"{self.presets}")
+            raise ValueError(f"presets: expected names among {', '.join(ALL_PRESETS)} or "
+                             f"existing .yaml files, got {unknown or self.presets}")
+        labels = [preset_label(p) for p in self.presets]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"presets: two presets share a name ({labels})")
         for preset, methods in self.refiners.methods.items():
-            if preset not in self.presets:
+            if preset not in labels:
                 raise ValueError(f"refiners.methods: preset {preset!r} is not in presets")
             if len(set(methods)) != len(methods):
                 raise ValueError(f"refiners.methods.{preset}: a method is named twice")
@@ -96,10 +102,15 @@ class ExperimentConfig(Strict):
         return self
 
     def synthetic_models(self) -> list[str]:
-        names = [f"generated-{p}" for p in self.presets]
-        for preset in self.presets:
+        names = [f"generated-{preset_label(p)}" for p in self.presets]
+        for preset in map(preset_label, self.presets):
             names += [f"refined-{preset}-{m}" for m in self.refiners.methods.get(preset, [])]
         return names
+
+
+def preset_label(entry: str) -> str:
+    """A preset's name in stages and tables: the preset's, or a YAML file's stem."""
+    return entry if entry in ALL_PRESETS else Path(entry).stem
 
 
 def load_experiment_config(path: str | Path, real: str | None = None) -> ExperimentConfig:
@@ -112,6 +123,9 @@ def load_experiment_config(path: str | Path, real: str | None = None) -> Experim
         value = data.get(key)
         if isinstance(value, str):
             data[key] = _beside(path, value)
+    if isinstance(data.get("presets"), list):  # and so are preset files
+        data["presets"] = [str(_absolute(path, p)) if isinstance(p, str) and
+                           p.endswith((".yaml", ".yml")) else p for p in data["presets"]]
     if real is not None:  # relative to where the command runs
         data["real"] = _beside(Path.cwd() / "command line", real)
     return validate_model(ExperimentConfig, data, path)

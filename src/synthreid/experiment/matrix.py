@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from synthreid.config import config_from_dict, deep_merge, load_config
-from synthreid.experiment.config import ExperimentConfig
+from synthreid.config import check_assets, config_from_dict, deep_merge, load_config
+from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
 
 REAL = "real"
@@ -52,7 +52,9 @@ def _dataset_identity(spec: str) -> dict[str, Any]:
 
 
 def generation_config(config: ExperimentConfig, preset: str):
-    data = load_config(preset).model_dump()
+    source = load_config(preset)
+    check_assets(source, preset)  # a preset file's folders (textures, photos) exist
+    data = source.model_dump()
     generation = config.generation
     if generation.crop_height:
         data["crop"]["height_px"] = generation.crop_height
@@ -67,10 +69,11 @@ def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
     plan = Plan()
     real = _dataset_identity(config.real) if config.real else None
     datasets: dict[str, Stage] = {}  # model name -> the stage that made its training data
-    for preset in config.presets:
+    for entry in config.presets:
+        preset = preset_label(entry)
         datasets[f"generated-{preset}"] = plan.add(Stage(
             f"generate-{preset}", "generate",
-            {"preset": generation_config(config, preset).model_dump(mode="json"),
+            {"preset": generation_config(config, entry).model_dump(mode="json"),
              "characters": config.generation.characters, "images": config.generation.images,
              "format": config.generation.image_format, "seed": config.seed}), root)
     masks = None
