@@ -1,6 +1,6 @@
 """Render speed: images/s and the split of time (body, scene, render, write) per preset/engine.
 
-    python benchmarks/render_speed.py [--characters 4] [--images 5]
+    python benchmarks/render_speed.py [--characters 4] [--images 5] [--levers]
 
 Targets on a 2-core CPU at 256 px crop height: Cycles 16 samples with mask >= 1.5 images/s,
 Workbench >= 6 images/s, everything but the render itself <= 15% of the time.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 from synthreid.body.model import BodyModel
 from synthreid.config import config_from_dict, load_config
@@ -37,15 +38,25 @@ def measure(model: BodyModel, preset: str, engine: str, characters: int, images:
     split = renderer.timings.seconds
     total = sum(split.values())
     shares = "  ".join(f"{k} {100 * v / total:4.1f}%" for k, v in sorted(split.items()))
-    print(f"preset {preset:3} {engine:9} {characters * images / wall:5.2f} images/s   {shares}")
+    name = Path(preset).stem if preset.endswith(".yaml") else preset
+    print(f"preset {name:12} {engine:9} {characters * images / wall:5.2f} images/s   {shares}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--characters", type=int, default=4)
     parser.add_argument("--images", type=int, default=5)
+    parser.add_argument("--levers", action="store_true",
+                        help="the cost of each realism lever: preset IV with and without it "
+                             "(experiments/levers/*.yaml, photo textures left out), Cycles")
     args = parser.parse_args()
     model = BodyModel()
+    if args.levers:
+        levers = Path(__file__).resolve().parents[1] / "experiments" / "levers"
+        for preset in ["IV"] + [str(levers / f"IV-{name}.yaml")
+                                for name in ("effects", "lights", "occluders")]:
+            measure(model, preset, "cycles", args.characters, args.images)
+        return
     for preset in ("I", "IV"):
         for engine in ("cycles", "workbench"):
             measure(model, preset, engine, args.characters, args.images)
