@@ -481,20 +481,26 @@ def refine(
                   f"{result.copied} other files copied, in {result.out}")
 
 
+@contextlib.contextmanager
+def _counter(label: str):
+    """A progress bar counting items of unknown total; yields the function that advances it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda n: bar.advance(task, n)
+
+
 @app.command()
 def masks(
     data: str = typer.Option(..., "--data", help="a real dataset: LAYOUT:ROOT or .yaml"),
     out: Path = typer.Option(..., "--out", "-o", help="the mask folder (then `masks: DIR`)"),
 ) -> None:
     """Person masks for a real dataset (mediapipe selfie segmentation), for PTGAN's real side."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from synthreid.refine.masks import write_masks
 
-    with _one_line_errors(), Progress(TextColumn("masks"), BarColumn(), MofNCompleteColumn(),
-                                      console=console) as bar:
-        task = bar.add_task("masks", total=None)
-        result = write_masks(data, out, progress=lambda n: bar.advance(task, n))
+    with _one_line_errors(), _counter("masks") as advance:
+        result = write_masks(data, out, progress=advance)
     console.print(f"{result.written} masks written ({result.skipped} already there, "
                   f"{result.empty} with no person found) in {result.out}; give it to the "
                   f"dataset YAML as `masks: {result.out}`")
@@ -527,14 +533,10 @@ def textures(
     out: Path = typer.Option(..., "--out", "-o", help="the library folder"),
 ) -> None:
     """Cut garment textures from a real dataset's training images, for clothes.photo_textures."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from synthreid.scene.photo_textures import build_texture_library
 
-    with _one_line_errors(), Progress(TextColumn("textures"), BarColumn(), MofNCompleteColumn(),
-                                      console=console) as bar:
-        task = bar.add_task("textures", total=None)
-        result = build_texture_library(data, out, progress=lambda n: bar.advance(task, n))
+    with _one_line_errors(), _counter("textures") as advance:
+        result = build_texture_library(data, out, progress=advance)
     console.print(f"{result.upper} upper and {result.lower} lower patches in {result.out} "
                   f"({result.skipped} training images gave fewer than two); use it as "
                   f"clothes: {{photo_textures: {{folder: {result.out}}}}}")
