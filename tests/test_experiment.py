@@ -56,6 +56,12 @@ def write_config(folder: Path, real: Path, **changes) -> Path:
     return path
 
 
+def with_second(folder: Path, real: Path) -> Path:
+    """The tiny config plus a second real set (Figure A.2), of other people."""
+    second = write_toy_market(folder / "second", people=15, seed=7)
+    return write_config(folder, real, second_real=f"market1501:{second}")
+
+
 def records(out: Path) -> dict[str, dict]:
     """Each finished stage's record, by stage name."""
     found = {}
@@ -72,7 +78,7 @@ def mtimes(folder: Path) -> dict[Path, int]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("uninterrupted")
-    config = write_config(root, write_real(root / "real"))
+    config = with_second(root, write_real(root / "real"))
     result = CliRunner().invoke(app, ["experiment", str(config), "--out", str(root / "out")])
     assert result.exit_code == 0, result.output
     return root / "out"
@@ -81,7 +87,7 @@ def uninterrupted(tmp_path_factory):
 def test_a_killed_experiment_resumes_to_the_same_numbers_touching_test_images_last(
         uninterrupted, tmp_path):
     real = write_real(tmp_path / "real")
-    config = write_config(tmp_path, real)
+    config = with_second(tmp_path, real)
     out = tmp_path / "out"
     originals = {p: p.read_bytes() for f in TEST_FOLDERS for p in (real / f).iterdir()}
     for path in originals:
@@ -149,12 +155,12 @@ window.addEventListener('load', () => {
                           probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
     found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)[1]))
     titles = [t["title"] for t in found["tables"]]
-    for expected in ("Table 3.2", "Table 3.3", "Table 3.4", "Figure A.1", "Standard protocols",
-                     "Stages"):
+    for expected in ("Table 3.2", "Table 3.3", "Table 3.4", "Figure A.1", "Figure A.2",
+                     "Standard protocols", "Stages"):
         assert any(expected in title for title in titles), (expected, titles)
     assert all(t["rows"] >= 2 and t["height"] > 0 for t in found["tables"])
     captions = [i["alt"] for i in found["images"]]
-    assert len(captions) == 9, captions  # 4 CMC plots, 4 contact sheets, validation curves
+    assert len(captions) == 10, captions  # 5 CMC plots, 4 contact sheets, validation curves
     assert all(i["width"] > 0 for i in found["images"]), found["images"]
     shots = REPO / "test-artifacts"
     shots.mkdir(exist_ok=True)
