@@ -468,15 +468,10 @@ def refine(
     batch_size: int = typer.Option(16, min=1),
 ) -> None:
     """Refine every image of a dataset; labels, layout, masks and metadata stay as they are."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from synthreid.refine.apply import refine_dataset
 
-    with _one_line_errors(), Progress(TextColumn("refining"), BarColumn(), MofNCompleteColumn(),
-                                      console=console) as bar:
-        task = bar.add_task("refine", total=None)
-        result = refine_dataset(refiner, data, out, batch_size,
-                                progress=lambda n: bar.advance(task, n))
+    with _one_line_errors(), _counter("refining") as advance:
+        result = refine_dataset(refiner, data, out, batch_size, progress=advance)
     console.print(f"{result.refined} images refined ({result.skipped} already there), "
                   f"{result.copied} other files copied, in {result.out}")
 

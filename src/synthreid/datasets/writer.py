@@ -91,6 +91,23 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def mirror_folder(root: Path, out: str | Path, error: type[Exception]) -> Path:
+    """`out`, resolved, for files that mirror a dataset's layout (refined images, masks): it
+    must lie outside the dataset and not be a file."""
+    out = Path(out).resolve()
+    if out == root or root in out.parents:
+        raise error(f"--out {out}: must lie outside the source dataset {root}")
+    if out.exists() and not out.is_dir():
+        raise error(f"--out {out}: exists and is not a folder")
+    return out
+
+
+def mirrored(path: Path, root: Path, out: Path, suffix: str | None = None) -> Path:
+    """Where `path` (an image under `root`) goes in the mirror `out`, optionally re-suffixed."""
+    target = out / path.relative_to(root)
+    return target if suffix is None else target.with_suffix(suffix)
+
+
 def copy_file(source: Path, target: Path) -> None:
     with atomic.atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)

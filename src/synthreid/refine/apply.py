@@ -19,7 +19,7 @@ from PIL import Image
 
 from synthreid.config import validate_model
 from synthreid.datasets import open_dataset
-from synthreid.datasets.writer import copy_file, save_image
+from synthreid.datasets.writer import copy_file, mirror_folder, mirrored, save_image
 from synthreid.errors import RefineError
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
@@ -50,15 +50,14 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     generator, config = load_refiner(checkpoint, device)
     dataset = open_dataset(data)
-    root, out = dataset.root.resolve(), Path(out).resolve()
-    if out == root or root in out.parents:
-        raise RefineError(f"--out {out}: must lie outside the source dataset {root}")
+    root = dataset.root.resolve()
+    out = mirror_folder(root, out, RefineError)
     records = dataset.train + dataset.validation + dataset.query + dataset.gallery
     images = {r.path.resolve() for r in records}
-    todo = sorted(p for p in images if not (out / p.relative_to(root)).exists())
+    todo = sorted(p for p in images if not mirrored(p, root, out).exists())
     copied = 0
     for path in sorted(root.rglob("*")):
-        target = out / path.relative_to(root)
+        target = mirrored(path, root, out)
         if path.is_file() and path.resolve() not in images and not target.exists():
             copy_file(path, target)
             copied += 1
@@ -72,7 +71,7 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
             with Image.open(path) as original:
                 size, image_format = original.size, original.format
             picture = to_image(image).resize(size, Image.BICUBIC)
-            save_image(picture, out / path.relative_to(root), image_format)
+            save_image(picture, mirrored(path, root, out), image_format)
         if progress is not None:
             progress(len(chunk))
     return RefineResult(out=out, refined=len(todo), skipped=len(images) - len(todo),

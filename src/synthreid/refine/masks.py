@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from synthreid.datasets import open_dataset
-from synthreid.datasets.writer import save_image
+from synthreid.datasets.writer import mirror_folder, mirrored, save_image
 from synthreid.errors import RefineError
 
 THRESHOLD = 0.5  # the model's person confidence at which a pixel counts as person
@@ -80,14 +80,11 @@ def write_masks(data: str, out: str | Path, progress=None,
     if not splits or set(splits) - set(SPLITS):
         raise RefineError(f"splits: expected some of {', '.join(SPLITS)}, got {splits}")
     dataset = open_dataset(data, check_images=False)
-    root, out = dataset.root.resolve(), Path(out).resolve()
-    if out == root or root in out.parents:
-        raise RefineError(f"--out {out}: must lie outside the dataset {root}")
-    if out.exists() and not out.is_dir():
-        raise RefineError(f"--out {out}: exists and is not a folder")
+    root = dataset.root.resolve()
+    out = mirror_folder(root, out, RefineError)
     records = [r for split in splits for r in getattr(dataset, split)]
     images = sorted({r.path.resolve() for r in records})
-    todo = [p for p in images if not (out / p.relative_to(root)).with_suffix(".png").exists()]
+    todo = [p for p in images if not mirrored(p, root, out, ".png").exists()]
     empty = 0
     with PersonSegmenter() as segmenter:
         for path in todo:
@@ -98,7 +95,7 @@ def write_masks(data: str, out: str | Path, progress=None,
             mask = segmenter.mask(rgb)
             empty += not mask.any()
             picture = Image.fromarray(mask.astype(np.uint8) * 255)
-            save_image(picture, (out / path.relative_to(root)).with_suffix(".png"), "png")
+            save_image(picture, mirrored(path, root, out, ".png"), "png")
             if progress is not None:
                 progress(1)
     return MasksResult(out=out, written=len(todo), skipped=len(images) - len(todo), empty=empty)

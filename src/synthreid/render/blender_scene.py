@@ -50,6 +50,16 @@ def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, material,
     return obj
 
 
+def _remove(objects: list) -> None:
+    """Mesh objects gone with their meshes and materials."""
+    for obj in objects:
+        mesh, materials = obj.data, list(obj.data.materials)
+        bpy.data.objects.remove(obj)
+        bpy.data.meshes.remove(mesh)
+        for material in materials:
+            bpy.data.materials.remove(material)
+
+
 def _prop_mesh(kind: str, size: tuple[float, float, float],
                segments: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """A closed pole (cylinder) or box standing on z = 0, centred on the z axis."""
@@ -156,13 +166,8 @@ class BlenderScene:
 
     # --- per character -------------------------------------------------------------------
     def _clear(self) -> None:
-        self.place_props([], (0.0, 0.0, 0.0))
-        for obj in list(self.person.values()) + self.room:
-            mesh, materials = obj.data, list(obj.data.materials)
-            bpy.data.objects.remove(obj)
-            bpy.data.meshes.remove(mesh)
-            for material in materials:
-                bpy.data.materials.remove(material)
+        _remove(list(self.person.values()) + self.room + self.props)
+        self.props = []
         for image in list(bpy.data.images):
             if image.users == 0:
                 bpy.data.images.remove(image)
@@ -267,12 +272,7 @@ class BlenderScene:
 
     def place_props(self, props, target) -> None:
         """This image's occluders on the floor around `target` (the last image's go)."""
-        for obj in self.props:
-            mesh, materials = obj.data, list(obj.data.materials)
-            bpy.data.objects.remove(obj)
-            bpy.data.meshes.remove(mesh)
-            for material in materials:
-                bpy.data.materials.remove(material)
+        _remove(self.props)
         self.props = []
         for index, prop in enumerate(props or []):
             vertices, faces = _prop_mesh(prop.kind, prop.size_m)
