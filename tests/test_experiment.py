@@ -75,12 +75,29 @@ def mtimes(folder: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
+def experiment(config: str | Path, out: str | Path, cwd: Path | None = None) -> tuple[int, str]:
+    """`synthreid experiment` in a process of its own, as a user runs it: nothing this test
+    process did before (other tests' imports and state) reaches its numbers."""
+    done = subprocess.run([sys.executable, "-m", "synthreid.cli", "experiment", str(config),
+                           "--out", str(out)], cwd=cwd, capture_output=True, text=True)
+    return done.returncode, done.stdout + done.stderr
+
+
+def training_curve(stage: Path) -> list[list[str]]:
+    """What a refiner or re-id stage computed, epoch by epoch (its losses and validation),
+    without the wall-clock columns."""
+    log = next(stage.glob("refiner/losses.csv"), None) or stage / "run" / "log.csv"
+    rows = [line.split(",") for line in log.read_text().splitlines()]
+    keep = [i for i, column in enumerate(rows[0]) if column != "images_per_s"]
+    return [[row[i] for i in keep] for row in rows]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("uninterrupted")
     config = with_second(root, write_real(root / "real"))
-    result = CliRunner().invoke(app, ["experiment", str(config), "--out", str(root / "out")])
-    assert result.exit_code == 0, result.output
+    code, output = experiment(config.name, "out", cwd=root)  # relative, as a user types them
+    assert code == 0, output
     return root / "out"
 
 
@@ -113,9 +130,9 @@ def test_a_killed_experiment_resumes_to_the_same_numbers_touching_test_images_la
     before = {name: mtimes(out / "stages" / f"{name}-{r['key']}") for name, r in finished.items()}
 
     # Resumed: every training stage finishes; the first evaluation stops at a test image.
-    stopped = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out)])
-    assert stopped.exit_code == 2 and "not an image" not in stopped.output
-    assert re.search(r"(query|bounding_box_test)/\d{4}_c\d", stopped.output), stopped.output
+    code, output = experiment(config, out)
+    assert code == 2 and "not an image" not in output, output
+    assert re.search(r"(query|bounding_box_test)/\d{4}_c\d", output), output
     assert all(name.startswith("evaluate-") for name in set(records(out)) ^ set(
         records(uninterrupted)))
     for name, files in before.items():
@@ -123,11 +140,17 @@ def test_a_killed_experiment_resumes_to_the_same_numbers_touching_test_images_la
 
     for path, data in originals.items():
         path.write_bytes(data)
-    done = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out)])
-    assert done.exit_code == 0, done.output
+    code, output = experiment(config, out)
+    assert code == 0, output
     ours, reference = records(out), records(uninterrupted)
     assert set(ours) == set(reference)
     assert ours["generate-IV"]["key"] == reference["generate-IV"]["key"]  # the rest name `real`
+    trained = [name for name, r in reference.items() if r["kind"] in ("refine", "model")]
+    folder = {"ours": out / "stages", "reference": uninterrupted / "stages"}
+    diverged = [name for name in sorted(trained) if training_curve(
+        folder["ours"] / f"{name}-{ours[name]['key']}") != training_curve(
+        folder["reference"] / f"{name}-{reference[name]['key']}")]
+    assert not diverged, f"trained otherwise than in the uninterrupted run: {diverged}"
     for name, record in reference.items():
         if record["kind"] == "evaluate":
             assert ours[name]["result"]["scores"] == record["result"]["scores"], name

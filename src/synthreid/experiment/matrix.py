@@ -318,7 +318,8 @@ def run_experiment(config: str | Path | ExperimentConfig, out: str | Path | None
         config = load_experiment_config(config, real)
     else:
         name = "experiment"
-    out = Path(out or Path("out/experiments") / name)
+    # Absolute: stage records name their files, and datasets resolve relative paths from their root.
+    out = Path(out or Path("out/experiments") / name).resolve()
     out.mkdir(parents=True, exist_ok=True)
     text = dump_config(config)
     atomic.write_text(out / "config.yaml", text)

@@ -136,6 +136,9 @@ class BlenderScene:
         scene.render.use_border = True
         scene.render.use_crop_to_border = True
         scene.render.resolution_percentage = 100
+        for stamp in ("date", "time", "render_time", "frame", "camera", "scene", "filename",
+                      "memory", "hostname"):
+            setattr(scene.render, f"use_stamp_{stamp}", False)  # same seed, same file bytes
         if settings.threads:
             scene.render.threads_mode = "FIXED"
             scene.render.threads = settings.threads
