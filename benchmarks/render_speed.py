@@ -54,7 +54,7 @@ def main() -> None:
     if args.levers:
         levers = Path(__file__).resolve().parents[1] / "experiments" / "levers"
         for preset in ["IV"] + [str(levers / f"IV-{name}.yaml")
-                                for name in ("effects", "lights", "occluders")]:
+                                for name in ("effects", "lights", "occluders", "crowd")]:
             measure(model, preset, "cycles", args.characters, args.images)
         return
     for preset in ("I", "IV"):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -111,3 +112,25 @@ def test_sampled_attributes_respect_the_preset():
         c = sample_character(one, cid, 0)
         assert [g.kind for g in c.garments] == ["shirt", "pants"]
         assert all(g.texture is None for g in c.garments) and not c.accessories
+
+
+def test_the_shipped_lever_files_load_and_all_turns_every_lever_on(tmp_path, monkeypatch):
+    import shutil
+
+    from PIL import Image
+
+    levers = tmp_path / "levers"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "experiments" / "levers", levers)
+    for band in ("upper", "lower"):  # the photo-texture library the files name, made small
+        (levers / "textures" / "prid450s" / band).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 40, 40)).save(
+            levers / "textures" / "prid450s" / band / "0001.png")
+    monkeypatch.chdir(levers)  # the library's folder is relative to where the user runs
+    configs = {p.stem: load_config(str(p)) for p in sorted(levers.glob("*.yaml"))}
+    assert {"IV-effects", "IV-lights", "IV-occluders", "IV-crowd", "IV-photos", "IV-all"} <= set(
+        configs)
+    every = configs["IV-all"]
+    assert None not in (every.camera_effects, every.lights, every.occluders, every.crowd,
+                        every.clothes.photo_textures)
+    for name, config in configs.items():
+        assert config.name == name

@@ -109,17 +109,23 @@ def test_a_farm_job_carries_its_patches_by_content(tmp_path):
     source = library_source(tmp_path / "real")
     CliRunner().invoke(app, ["textures", "--data", f"market1501:{source}", "--out",
                              str(tmp_path / "library")])
-    character = sample_character(photo_config(tmp_path / "library"), 0, 0)
+    data = photo_config(tmp_path / "library").model_dump(mode="json")
+    data["crowd"] = {"people": [2, 2]}  # bystanders wear patches too
+    character = sample_character(config_from_dict(data), 0, 0)
     engine = connect(f"sqlite:///{tmp_path / 'jobs.db'}")
     with engine.begin() as connection:
         frozen = freeze(connection, character, {})
-    images = [g.texture.image for g in frozen.garments if g.texture and g.texture.image]
-    assert images and all(i.startswith(PREFIX) for i in images)
+    people = [frozen, *frozen.crowd]
+    images = [g.texture.image for p in people for g in p.garments if g.texture and g.texture.image]
+    assert len({p.seed for p in people}) == 3 and len(images) >= 3
+    assert all(i.startswith(PREFIX) for i in images)
     local = materialize(engine, frozen, tmp_path / "cache")
-    for garment, original in zip(local.garments, character.garments):
-        if original.texture and original.texture.image:
-            assert open(garment.texture.image, "rb").read() == \
-                open(original.texture.image, "rb").read()
+    for person, original_person in zip([local, *local.crowd], [character, *character.crowd]):
+        for garment, original in zip(person.garments, original_person.garments):
+            if original.texture and original.texture.image:
+                assert garment.texture.image.startswith(str(tmp_path / "cache"))
+                assert open(garment.texture.image, "rb").read() == \
+                    open(original.texture.image, "rb").read()
 
 
 @pytest.mark.render

@@ -373,6 +373,26 @@ class OccludersConfig(Strict):
         return value
 
 
+class CrowdConfig(Strict):
+    """Other people in the room: per character, a few bystanders drawn from the same preset
+    (their own body, clothes and walk), built once and placed anew in each image, in front of
+    or behind the person. They are never part of the person's mask; where one stands in front,
+    the mask shows only what is still seen of the person."""
+    people: tuple[int, int] = (1, 3)  # bystanders per character
+    probability: float = Field(0.8, ge=0, le=1)  # each bystander's chance to be in an image
+    distance_m: Interval = (0.6, 2.5)  # from the person, on the floor
+    in_view: float = Field(0.5, ge=0, le=1)  # the chance a bystander stands near the line of sight
+
+    _check = field_validator("distance_m")(_positive_interval)
+
+    @field_validator("people")
+    @classmethod
+    def _count(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= value[0] <= value[1] <= 8:
+            raise ValueError(f"expected 0 <= low <= high <= 8 people, got {tuple(value)}")
+        return value
+
+
 class GenerationConfig(Strict):
     name: str
     description: str = ""
@@ -390,13 +410,14 @@ class GenerationConfig(Strict):
     camera_effects: CameraEffects | None = None  # None: the clean render
     lights: LightsConfig | None = None  # None: the white sun and sky alone
     occluders: OccludersConfig | None = None  # None: nothing between camera and person
+    crowd: CrowdConfig | None = None  # None: the person alone
 
     @model_serializer(mode="wrap")
     def _without_absent_levers(self, handler):
         # Configs without these levers dump as they did before the levers existed, so runs and
         # experiment stages planned then keep their identity.
         data = handler(self)
-        for lever in ("camera_effects", "lights", "occluders"):
+        for lever in ("camera_effects", "lights", "occluders", "crowd"):
             if data.get(lever, 0) is None:
                 del data[lever]
         return data

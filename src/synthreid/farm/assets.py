@@ -64,7 +64,8 @@ def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) ->
             memo[path] = _store_file(connection, path)
         return memo[path]
 
-    return _with_textures(_with_sources(spec, background, motion), store_texture)
+    frozen = _with_textures(_with_sources(spec, background, motion), store_texture)
+    return _with_crowd(frozen, lambda bystander: freeze(connection, bystander, memo))
 
 
 def _with_sources(spec: CharacterSpec, background: str | None,
@@ -81,6 +82,13 @@ def _with_textures(spec: CharacterSpec, rename) -> CharacterSpec:
             update={"image": rename(g.texture.image)})})
         if g.texture is not None and g.texture.image else g for g in spec.garments)
     return spec.model_copy(update={"garments": garments})
+
+
+def _with_crowd(spec: CharacterSpec, convert) -> CharacterSpec:
+    """The spec with each bystander converted as the person was (their files too)."""
+    if not spec.crowd:
+        return spec
+    return spec.model_copy(update={"crowd": tuple(convert(b) for b in spec.crowd)})
 
 
 def _fetch(engine: Engine, name: str, target: Path) -> Path:
@@ -121,4 +129,5 @@ def materialize(engine: Engine, spec: CharacterSpec, cache: Path) -> CharacterSp
         name = path.removeprefix(PREFIX)
         return str(_fetch(engine, name, cache / name))
 
-    return _with_textures(_with_sources(spec, background, motion), fetch_texture)
+    local = _with_textures(_with_sources(spec, background, motion), fetch_texture)
+    return _with_crowd(local, lambda bystander: materialize(engine, bystander, cache))

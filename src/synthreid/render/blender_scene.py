@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import bpy
@@ -26,7 +27,7 @@ from synthreid.render.materials import (
     new_material,
 )
 from synthreid.scene.backgrounds import cubemap_faces
-from synthreid.scene.spec import CharacterSpec, ImageSpec, RoomSpec
+from synthreid.scene.spec import BystanderSpec, CharacterSpec, ImageSpec, RoomSpec
 
 PERSON_TAG = "synthreid_person"
 
@@ -48,6 +49,13 @@ def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, material,
     obj = bpy.data.objects.new(name, mesh)
     bpy.context.scene.collection.objects.link(obj)
     return obj
+
+
+def _set_vertices(objects: dict[str, object], posed: PosedCharacter) -> None:
+    for name, vertices in posed.vertices.items():
+        mesh = objects[name].data
+        mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+        mesh.update()
 
 
 def _remove(objects: list) -> None:
@@ -165,23 +173,40 @@ class BlenderScene:
         self.lamps: list[object] = []  # point lamps, made as images ask for them
         self.props: list[object] = []  # this image's occluders
         self.person: dict[str, object] = {}
+        self.crowd: list[dict[str, object]] = []  # each bystander's parts
         self.room: list[object] = []
 
     # --- per character -------------------------------------------------------------------
     def _clear(self) -> None:
-        _remove(list(self.person.values()) + self.room + self.props)
-        self.props = []
+        bystanders = [obj for objects in self.crowd for obj in objects.values()]
+        _remove(list(self.person.values()) + bystanders + self.room + self.props)
+        self.props, self.crowd = [], []
         for image in list(bpy.data.images):
             if image.users == 0:
                 bpy.data.images.remove(image)
         self.person, self.room = {}, []
 
-    def load_character(self, spec: CharacterSpec, geometry: CharacterGeometry) -> None:
+    def load_character(self, spec: CharacterSpec, geometry: CharacterGeometry,
+                       crowd: Sequence[CharacterGeometry] = ()) -> None:
+        """The person, its room and its bystanders (`crowd`: the geometry of each of
+        spec.crowd), who stay hidden until an image places them."""
         if BlenderScene._newest is not self:
             raise RenderError("this Blender scene was replaced by a newer one in this process; "
                               "use one Renderer per process")
         self._clear()
+        self.person = self._body_objects(spec, geometry, "")
+        for index, (bystander, shape) in enumerate(zip(spec.crowd or (), crowd)):
+            objects = self._body_objects(bystander, shape, f"crowd{index}_")
+            for obj in objects.values():
+                obj.hide_render = obj.hide_viewport = True
+            self.crowd.append(objects)
+        self._build_room(spec.room)
+
+    @staticmethod
+    def _body_objects(spec: CharacterSpec, geometry: CharacterGeometry,
+                      prefix: str) -> dict[str, object]:
         garments = {g.kind: g for g in spec.garments}
+        objects = {}
         for part in geometry.parts:
             kind, _, detail = part.material.partition(":")
             if kind == "skin":
@@ -192,12 +217,13 @@ class BlenderScene:
                 material, _ = new_material("hair", spec.hair.colour, roughness=0.5)
             else:
                 material, _ = new_material(part.name, spec.accessories[int(detail)].colour, 0.6)
-            obj = _mesh_object(part.name, part.vertices, part.faces, material)
-            obj[PERSON_TAG] = True
+            obj = _mesh_object(prefix + part.name, part.vertices, part.faces, material)
+            if not prefix:
+                obj[PERSON_TAG] = True
             rest = obj.data.attributes.new(REST_ATTRIBUTE, "FLOAT_VECTOR", "POINT")
             rest.data.foreach_set("vector", part.vertices.astype(np.float32).ravel())
-            self.person[part.name] = obj
-        self._build_room(spec.room)
+            objects[part.name] = obj
+        return objects
 
     def _build_room(self, room: RoomSpec) -> None:
         sx, sy, sz = (s / 2 for s in room.size_m)
@@ -242,10 +268,24 @@ class BlenderScene:
 
     # --- per image -----------------------------------------------------------------------
     def pose(self, posed: PosedCharacter) -> None:
-        for name, vertices in posed.vertices.items():
-            mesh = self.person[name].data
-            mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
-            mesh.update()
+        _set_vertices(self.person, posed)
+
+    def place_crowd(self, placed: dict[int, tuple[BystanderSpec, PosedCharacter]],
+                    target) -> None:
+        """This image's bystanders (by index into the crowd), posed, standing at their offsets
+        from `target` (the person); the others hidden."""
+        for index, objects in enumerate(self.crowd):
+            shown = index in placed
+            for obj in objects.values():
+                obj.hide_render = obj.hide_viewport = not shown
+            if shown:
+                where, posed = placed[index]
+                _set_vertices(objects, posed)
+                low, high = posed.bounds()
+                centre = (low + high) / 2  # stood with its own centre on the offset point
+                for obj in objects.values():
+                    obj.location = (target[0] + where.x - centre[0],
+                                    target[1] + where.y - centre[1], 0.0)
 
     def light(self, image: ImageSpec, target=(0.0, 0.0, 0.0)) -> None:
         """The image's sun, sky and lamps; lamps stand relative to `target`, the person."""
@@ -317,7 +357,8 @@ class BlenderScene:
         scene.display.render_aa = "OFF"
         for obj in self.person.values():
             obj.color = (1.0, 1.0, 1.0, 1.0)
-        for obj in self.room + self.props:  # an occluder hides the person in the mask too
+        bystanders = [obj for objects in self.crowd for obj in objects.values()]
+        for obj in self.room + self.props + bystanders:  # what stands in front hides the person
             obj.color = (0.0, 0.0, 0.0, 1.0)
         scene.render.image_settings.color_mode = "BW"
         self._write(path)

@@ -22,6 +22,7 @@ from synthreid.atomic import atomic_path
 from synthreid.body.character import CharacterGeometry
 from synthreid.body.model import COCO17, BodyModel
 from synthreid.config import GenerationConfig
+from synthreid.errors import RenderError
 from synthreid.render.blender_scene import BlenderScene
 from synthreid.render.crop import PinholeCamera, compute_crop
 from synthreid.scene.camera import camera_position
@@ -71,18 +72,20 @@ class Renderer:
             folder.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         geometry = CharacterGeometry(self.model, character)
+        crowd = [CharacterGeometry(self.model, bystander) for bystander in character.crowd or ()]
         t = self.timings.add("body", t)
-        self.scene.load_character(character, geometry)
+        self.scene.load_character(character, geometry, crowd)
         self.timings.add("scene", t)
         rendered = []
         for image in images:
             if before_image is not None:
                 before_image()
-            rendered.append(self._render_image(character, geometry, image, folders))
+            rendered.append(self._render_image(character, geometry, crowd, image, folders))
         return rendered
 
     def _render_image(self, character: CharacterSpec, geometry: CharacterGeometry,
-                      image: ImageSpec, folders: dict[str, Path]) -> RenderedImage:
+                      crowd: list[CharacterGeometry], image: ImageSpec,
+                      folders: dict[str, Path]) -> RenderedImage:
         crop_config = self.config.crop
         t = time.perf_counter()
         posed = geometry.pose(image.gait_phase, image.heading)
@@ -98,6 +101,14 @@ class Renderer:
         self.scene.pose(posed)
         self.scene.light(image, tuple(float(c) for c in target))
         self.scene.place_props(image.props, tuple(float(c) for c in target))
+        placed = {}
+        for bystander in image.crowd or []:
+            if bystander.index >= len(crowd):
+                raise RenderError(f"image {image.image_index}: bystander {bystander.index} is not "
+                                  f"in the character's crowd of {len(crowd)}")
+            placed[bystander.index] = (bystander, crowd[bystander.index].pose(
+                bystander.gait_phase, bystander.heading))
+        self.scene.place_crowd(placed, tuple(float(c) for c in target))
         self.scene.frame(camera, crop)
         t = self.timings.add("scene", t)
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from synthreid.config import (
     CameraEffects,
+    CrowdConfig,
     GenerationConfig,
     LightsConfig,
     OccludersConfig,
@@ -23,6 +24,7 @@ from synthreid.scene.colours import room_colour, sample_colour
 from synthreid.scene.spec import (
     AccessorySpec,
     BodySpec,
+    BystanderSpec,
     CameraSpec,
     CharacterSpec,
     EffectsSpec,
@@ -168,6 +170,19 @@ def sample_gait(config: GenerationConfig, rng: np.random.Generator) -> GaitSpec:
 
 def sample_character(config: GenerationConfig, character_id: int, run_seed: int) -> CharacterSpec:
     seed = character_seed(run_seed, character_id)
+    character = _character(config, character_id, seed)
+    if config.crowd is None:
+        return character
+    # A stream of its own: a crowd leaves the person as it was. Bystanders are characters of
+    # the same preset with seeds of their own (and no crowd of theirs).
+    rng = np.random.default_rng([seed, 6])
+    count = int(rng.integers(config.crowd.people[0], config.crowd.people[1] + 1))
+    crowd = tuple(_character(config, character_id, int(s))
+                  for s in rng.integers(2**31 - 1, size=count))
+    return character.model_copy(update={"crowd": crowd})
+
+
+def _character(config: GenerationConfig, character_id: int, seed: int) -> CharacterSpec:
     rng = np.random.default_rng(seed)
     character = CharacterSpec(
         character_id=character_id, seed=seed, preset=config.name,
@@ -219,7 +234,34 @@ def sample_images(config: GenerationConfig, character: CharacterSpec,
         lights_rng = np.random.default_rng([character.seed, 3])  # a stream of its own, too
         images = [image.model_copy(update=sample_lights(config.lights, lights_rng))
                   for image in images]
+    if config.crowd is not None and character.crowd:
+        crowd_rng = np.random.default_rng([character.seed, 7])  # a stream of its own, too
+        images = [image.model_copy(update={"crowd": place_crowd(
+            config.crowd, len(character.crowd), image, crowd_rng)}) for image in images]
     return images
+
+
+def place_crowd(crowd: CrowdConfig, people: int, image: ImageSpec,
+                rng: np.random.Generator) -> list[BystanderSpec]:
+    """Where each bystander stands in this image, if present: near the line from the person
+    toward the camera (`in_view`: in front of or behind the person, as the camera sees it) or
+    anywhere around, at a distance from the person."""
+    camera = math.atan2(image.camera.direction[1], image.camera.direction[0])
+    placed = []
+    for index in range(people):
+        draws = rng.random(7)  # a fixed number of draws per bystander keeps later draws fixed
+        if draws[0] >= crowd.probability:
+            continue
+        if draws[1] < crowd.in_view:  # half in front of the person, half behind
+            azimuth = camera + (0.0 if draws[2] < 0.5 else math.pi) + (draws[3] - 0.5) * 0.6
+        else:
+            azimuth = 2 * math.pi * draws[3]
+        distance = _lerp(crowd.distance_m, draws[4])
+        placed.append(BystanderSpec(index=index, x=distance * math.cos(azimuth),
+                                    y=distance * math.sin(azimuth),
+                                    heading=2 * math.pi * float(draws[5]),
+                                    gait_phase=float(draws[6])))
+    return placed
 
 
 def sample_props(occluders: OccludersConfig, image: ImageSpec,

@@ -84,6 +84,14 @@ class CharacterSpec(Spec):
     accessories: tuple[AccessorySpec, ...]
     gait: GaitSpec
     room: RoomSpec
+    crowd: tuple[CharacterSpec, ...] | None = None  # bystanders (their rooms unused); None: none
+
+    @model_serializer(mode="wrap")
+    def _without_absent_crowd(self, handler):
+        data = handler(self)  # characters without a crowd serialise as before crowds existed
+        if data.get("crowd", 0) is None:
+            del data["crowd"]
+        return data
 
     def garment(self, kind: str) -> GarmentSpec | None:
         return next((g for g in self.garments if g.kind == kind), None)
@@ -128,6 +136,15 @@ class PropSpec(Spec):
     colour: RGB
 
 
+class BystanderSpec(Spec):
+    """Where one of the character's bystanders stands in an image, relative to the person."""
+    index: int = Field(ge=0)  # into CharacterSpec.crowd
+    x: float
+    y: float
+    heading: float
+    gait_phase: float = Field(ge=0, lt=1)
+
+
 class ImageSpec(Spec):
     image_index: int
     seed: int  # the renderer's sampling seed
@@ -142,12 +159,13 @@ class ImageSpec(Spec):
     sun_colour: RGB | None = None  # None: white
     lamps: list[LampSpec] | None = None  # None: none
     props: list[PropSpec] | None = None  # occluders; None: none
+    crowd: list[BystanderSpec] | None = None  # the bystanders in view; None: none
 
     @model_serializer(mode="wrap")
     def _without_absent_levers(self, handler):
         # Specs without these levers serialise as before they existed (stored jobs stay equal).
         data = handler(self)
-        for lever in ("effects", "sun_colour", "lamps", "props"):
+        for lever in ("effects", "sun_colour", "lamps", "props", "crowd"):
             if data.get(lever, 0) is None:
                 del data[lever]
         return data
