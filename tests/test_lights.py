@@ -60,3 +60,50 @@ def test_a_coloured_lamp_tints_the_person(body_model, tmp_path):
     assert len(image.record["image"]["lamps"]) == 2
     # 2000 K lamps are deep orange-red: the person's red rises against its blue.
     assert red[0] / red[2] > 1.3 * plain[0] / plain[2], (plain, red)
+
+
+def test_sky_and_light_levels_are_drawn_only_when_asked():
+    config = lit(sky=True, haze=[1, 2], sun_strength=[0, 0.4], ambient=[0.1, 0.3])
+    images = sample_images(config, sample_character(config, 0, 0), 20)
+    assert all(1 <= i.sky_haze <= 2 and i.sun_strength <= 0.4 and 0.1 <= i.ambient <= 0.3
+               for i in images)
+    colours = lit(sun_temperature_k=[3000, 9000])  # without them: the presets' light levels
+    before = sample_images(colours, sample_character(colours, 0, 0), 20)
+    assert all(1.5 <= i.sun_strength <= 4 and "sky_haze" not in i.model_dump() for i in before)
+
+
+@pytest.mark.render
+def test_the_indoor_and_outdoor_presets_light_the_room_as_named(body_model, tmp_path):
+    """Outdoors a blue-tinged daylight sky; indoors warm lamps (the shipped files)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from synthreid.render.renderer import Renderer
+
+    levers = Path(__file__).resolve().parents[1] / "experiments" / "levers"
+
+    def render(preset, name, **lights):
+        data = load_config(str(levers / f"{preset}.yaml")).model_dump(mode="json")
+        data["lights"].update(lights)
+        data["room"]["kind"] = "cuboid"  # plain walls: the light itself is measured
+        data["render"].update(samples=8, threads=2)
+        data["crop"]["height_px"] = 64
+        config = config_from_dict(data)
+        character = sample_character(config, 0, 3)
+        images = Renderer(config, body_model).render_character(
+            character, sample_images(config, character, 3), tmp_path / name)
+        rgb = np.stack([np.asarray(Image.open(i.rgb).convert("RGB").resize((32, 64)))
+                        for i in images]).astype(float)
+        return rgb.reshape(len(images), -1, 3).mean(axis=1), images  # each image's mean
+
+    plain, _ = render("IV-outdoor", "plain", sky=False)
+    outdoor, images = render("IV-outdoor", "outdoor")
+    assert all(i.record["image"]["sky_haze"] is not None for i in images)
+    indoor, images = render("IV-indoor", "indoor")
+    assert all(len(i.record["image"]["lamps"]) >= 2 for i in images)
+    indoor, outdoor_all = indoor.mean(axis=0), outdoor.mean(axis=0)
+    assert indoor[0] / indoor[2] > 1.1 * outdoor_all[0] / outdoor_all[2], (indoor, outdoor_all)
+    # The daylight sky's blue shade, against the plain sky under the same sun (the first
+    # image: the same draws but the sky's haze).
+    assert outdoor[0, 2] / outdoor[0, 0] > 1.05 * plain[0, 2] / plain[0, 0], (outdoor, plain)

@@ -332,9 +332,17 @@ class LightsConfig(Strict):
     lamp_saturation: float = Field(0.0, ge=0, le=1)  # 0: black-body colours only
     lamp_distance_m: Interval = (1.5, 4.0)  # from the person, horizontally
     lamp_height_m: Interval = (1.0, 3.5)
+    # Daylight: Blender's multiple-scattering sky, with the sun where the sun light is, instead
+    # of the plain sky (photo backgrounds keep their own); `haze` is its aerosol density.
+    sky: bool = False
+    haze: Interval = (0.5, 3.0)
+    sun_strength: Interval | None = None  # None: the presets' 1.5-4
+    ambient: Interval | None = None  # world light strength; None: the presets' 0.4-0.9
 
     _positive = field_validator("sun_temperature_k", "lamp_power_w", "lamp_temperature_k",
                                 "lamp_distance_m", "lamp_height_m")(_positive_interval)
+    _non_negative = field_validator("haze", "sun_strength", "ambient")(
+        lambda value: value if value is None else _non_negative_interval(value))
 
     @field_validator("lamps")
     @classmethod

@@ -30,6 +30,7 @@ from synthreid.scene.backgrounds import cubemap_faces
 from synthreid.scene.spec import BystanderSpec, CharacterSpec, ImageSpec, RoomSpec
 
 PERSON_TAG = "synthreid_person"
+SKY_SCALE = 0.035
 
 
 def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, material,
@@ -307,11 +308,37 @@ class BlenderScene:
                 lamp.location = (target[0] + spec.distance_m * math.cos(spec.azimuth),
                                  target[1] + spec.distance_m * math.sin(spec.azimuth),
                                  target[2] + spec.height_m)
-        if self.world.node_tree and "Background" in self.world.node_tree.nodes:
-            self.world.node_tree.nodes["Background"].inputs["Strength"].default_value = image.ambient
+        nodes = self.world.node_tree.nodes if self.world.node_tree else {}
+        if "Environment Texture" in nodes:  # a photo background: its own light, scaled
+            nodes["Background"].inputs["Strength"].default_value = image.ambient
+        elif image.sky_haze is not None:
+            self._sky(image)
         else:
             tint = image.sun_colour or (1.0, 1.0, 1.0)  # a plain sky takes the sun's colour
             self.world.color = tuple(image.ambient * 0.5 * c for c in tint)
+
+    def _sky(self, image: ImageSpec) -> None:
+        """Blender's multiple-scattering daylight sky, the sun where the sun light stands. It
+        lights the room from above; its own sun disc is left out (the sun light casts the
+        shadows)."""
+        world = self.world
+        if not world.node_tree or "Sky Texture" not in world.node_tree.nodes:
+            world.use_nodes = True
+            tree = world.node_tree
+            tree.nodes.clear()
+            sky = tree.nodes.new("ShaderNodeTexSky")
+            sky.sky_type, sky.sun_disc = "MULTIPLE_SCATTERING", False
+            background = tree.nodes.new("ShaderNodeBackground")
+            output = tree.nodes.new("ShaderNodeOutputWorld")
+            tree.links.new(sky.outputs["Color"], background.inputs["Color"])
+            tree.links.new(background.outputs["Background"], output.inputs["Surface"])
+        nodes = world.node_tree.nodes
+        sky = nodes["Sky Texture"]
+        sky.sun_elevation, sky.sun_rotation = image.sun_elevation, image.sun_azimuth
+        sky.aerosol_density = image.sky_haze
+        # The sky model is physically bright: this scale gives a grey card about the light of
+        # the plain sky at the same `ambient` (measured at 20-60 degrees of sun elevation).
+        nodes["Background"].inputs["Strength"].default_value = SKY_SCALE * image.ambient
 
     def place_props(self, props, target) -> None:
         """This image's occluders on the floor around `target` (the last image's go)."""

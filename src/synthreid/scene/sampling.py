@@ -318,8 +318,16 @@ def sample_lights(lights: LightsConfig, rng: np.random.Generator) -> dict:
                       distance_m=_interval(rng, lights.lamp_distance_m),
                       height_m=_interval(rng, lights.lamp_height_m), colour=lamp_colour(),
                       power_w=_interval(rng, lights.lamp_power_w)) for _ in range(count)]
-    return {"sun_colour": blackbody_rgb(_interval(rng, lights.sun_temperature_k)),
-            "lamps": lamps}
+    drawn = {"sun_colour": blackbody_rgb(_interval(rng, lights.sun_temperature_k)),
+             "lamps": lamps}
+    # Drawn only when asked, after the rest: configs without them draw as before.
+    if lights.sun_strength is not None:
+        drawn["sun_strength"] = _interval(rng, lights.sun_strength)
+    if lights.ambient is not None:
+        drawn["ambient"] = _interval(rng, lights.ambient)
+    if lights.sky:
+        drawn["sky_haze"] = _interval(rng, lights.haze)
+    return drawn
 
 
 def sample_effects(effects: CameraEffects, rng: np.random.Generator) -> EffectsSpec:

@@ -160,12 +160,13 @@ class ImageSpec(Spec):
     lamps: list[LampSpec] | None = None  # None: none
     props: list[PropSpec] | None = None  # occluders; None: none
     crowd: list[BystanderSpec] | None = None  # the bystanders in view; None: none
+    sky_haze: float | None = Field(None, ge=0)  # a daylight sky of this haze; None: plain sky
 
     @model_serializer(mode="wrap")
     def _without_absent_levers(self, handler):
         # Specs without these levers serialise as before they existed (stored jobs stay equal).
         data = handler(self)
-        for lever in ("effects", "sun_colour", "lamps", "props", "crowd"):
+        for lever in ("effects", "sun_colour", "lamps", "props", "crowd", "sky_haze"):
             if data.get(lever, 0) is None:
                 del data[lever]
         return data
