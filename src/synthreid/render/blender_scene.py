@@ -334,7 +334,9 @@ class BlenderScene:
             tree.links.new(background.outputs["Background"], output.inputs["Surface"])
         nodes = world.node_tree.nodes
         sky = nodes["Sky Texture"]
-        sky.sun_elevation, sky.sun_rotation = image.sun_elevation, image.sun_azimuth
+        # The sun light stands toward (sin a, -cos a) at azimuth a; the sky's sun at rotation r
+        # toward (sin r, cos r) (both measured with renders).
+        sky.sun_elevation, sky.sun_rotation = image.sun_elevation, math.pi - image.sun_azimuth
         sky.aerosol_density = image.sky_haze
         # The sky model is physically bright: this scale gives a grey card about the light of
         # the plain sky at the same `ambient` (measured at 20-60 degrees of sun elevation).
