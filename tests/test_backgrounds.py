@@ -57,3 +57,44 @@ def test_the_drawn_photo_is_behind_the_person(body_model, tmp_path):
         channel = list(COLOURS).index(colour)
         # the drawn photo's colour dominates what is seen around the person (the floor too)
         assert behind.mean(axis=0).argmax() == channel, (colour, behind.mean(axis=0))
+
+
+def test_a_backplate_window_keeps_the_render_aspect_inside_the_photo():
+    from synthreid.render.backplate import backplate_window
+
+    windows = [backplate_window((640, 480), (64, 128), seed) for seed in range(200)]
+    for left, top, right, bottom in windows:
+        assert 0 <= left < right <= 640 and 0 <= top < bottom <= 480
+        assert abs((right - left) / (bottom - top) - 0.5) < 0.02
+    assert len(set(windows)) > 150  # drawn per image seed
+    assert windows == [backplate_window((640, 480), (64, 128), seed) for seed in range(200)]
+
+
+@pytest.mark.parametrize("engine", ["cycles", "workbench"])
+def test_a_backplate_photo_is_behind_the_person(body_model, tmp_path, engine):
+    from synthreid.render.renderer import Renderer
+    from synthreid.scene.sampling import sample_images
+
+    data = photo_config(photo_folder(tmp_path / "photos"), samples=4, threads=2,
+                        engine=engine).model_dump()
+    data["room"]["kind"] = "backplate"
+    data["crop"]["height_px"] = 96
+    config = config_from_dict(data)
+    check_assets(config)
+    renderer = Renderer(config, body_model)
+    for cid in range(2):
+        character = sample_character(config, cid, 1)
+        image = renderer.render_character(character, sample_images(config, character, 1),
+                                          tmp_path / "out")[0]
+        with Image.open(image.rgb) as picture:
+            assert picture.mode == "RGB"
+            rgb = np.asarray(picture).astype(float)
+        mask = np.asarray(Image.open(image.mask).convert("L"))
+        assert ((mask < 10) | (mask > 245)).all()  # person or not: no world colour in it
+        person = mask > 127
+        colour = np.array(COLOURS[character.room.background.rsplit("/", 1)[1][:-4]])
+        behind = rgb[~person]
+        # the photo itself around the person (the shadow only darkens it)
+        assert (np.abs(behind - colour).max(axis=1) < 12).mean() > 0.6, behind.mean(axis=0)
+        assert (behind.argmax(axis=1) == colour.argmax()).mean() > 0.95
+        assert np.abs(rgb[person] - colour).max(axis=1).mean() > 30  # the person is drawn

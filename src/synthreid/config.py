@@ -159,14 +159,15 @@ class AccessoryConfig(Strict):
 
 
 class RoomConfig(Strict):
-    kind: Literal["cuboid", "cubemap", "equirect"] = "cuboid"
+    kind: Literal["cuboid", "cubemap", "equirect", "backplate"] = "cuboid"
     size_m: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)],
                   Annotated[float, Field(gt=0)]] = (16.0, 16.0, 8.0)
     wall_colour: RGB | None = None  # None: a random colour per character
     floor_colour: RGB | None = None
     per_face_colours: bool = True  # random mode: each wall its own colour
-    # cubemap: folders of six faces, or "builtin:NAME"; equirect: image files, or folders of
-    # them (street photos, say: each character draws one file)
+    # cubemap: folders of six faces, or "builtin:NAME"; equirect (panoramas) and backplate
+    # (plain photos behind the person): image files, or folders of them (street photos, say:
+    # each character draws one file)
     cubemaps: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -213,6 +214,9 @@ def _check_motions(folder: str | None) -> None:
             raise ValueError(f"gait.bvh_folder: folder {path} holds no .bvh files")
 
 
+PHOTO_ROOMS = ("equirect", "backplate")  # rooms whose background is a photo file
+
+
 def equirect_images(folder: Path) -> list[Path]:
     """The images of a background folder, in a fixed order (so a seed picks the same one)."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -222,14 +226,14 @@ def _check_background_source(kind: str, source: str) -> None:
     if source.startswith("builtin:"):
         return
     path = Path(source).expanduser()
-    if kind == "equirect":
+    if kind in PHOTO_ROOMS:
         if path.is_dir():  # a folder of photos: each character draws one
             if not equirect_images(path):
                 raise ValueError(f"room.cubemaps: folder {path} holds no .png/.jpg images")
             return
         if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"room.cubemaps: {path} is not an equirectangular image file "
-                             f"or a folder of them")
+            raise ValueError(f"room.cubemaps: {path} is not a .png/.jpg photo or a folder "
+                             f"of them")
         return
     if not path.is_dir():
         raise ValueError(f"room.cubemaps: folder {path} does not exist")

@@ -242,6 +242,11 @@ class BlenderScene:
         if room.kind == "equirect":
             self._equirect(room.background)
             faces = {"nz": faces["nz"]}  # a floor to stand on, under the panorama
+        # A backplate photo goes behind the render afterwards: the render keeps only the
+        # person and, on a floor that catches shadows only, the person's shadow.
+        self.scene.render.film_transparent = room.kind == "backplate"
+        if room.kind == "backplate":
+            faces = {"nz": faces["nz"]}
         images = cubemap_faces(room.background) if room.kind == "cubemap" else {}
         colours = dict(zip(("px", "nx", "py", "ny"), room.wall_colours))
         colours["nz"] = room.floor_colour
@@ -252,6 +257,9 @@ class BlenderScene:
                 material, _ = new_material(f"room_{name}", colours[name], roughness=0.9)
             obj = _mesh_object(f"room_{name}", np.array(corners, dtype=float), quad, material, uvs)
             obj.visible_shadow = False  # an open-topped room: the sun and sky light it inside
+            obj.is_shadow_catcher = room.kind == "backplate"
+            # Workbench has no shadow catchers: its previews show the person on the photo alone.
+            obj.hide_render = room.kind == "backplate" and self.settings.engine != "cycles"
             self.room.append(obj)
 
     def _equirect(self, path: str) -> None:
@@ -372,7 +380,8 @@ class BlenderScene:
             scene.display.shading.light = "STUDIO"
             scene.display.shading.color_type = "TEXTURE"
             scene.display.render_aa = "FXAA"  # a preview: speed over edge quality
-        scene.render.image_settings.color_mode = "RGB"
+        # RGBA over a backplate: the renderer puts the photo behind it
+        scene.render.image_settings.color_mode = "RGBA" if scene.render.film_transparent else "RGB"
         self._write(path)
 
     def render_mask(self, path: Path) -> None:
@@ -390,7 +399,14 @@ class BlenderScene:
         for obj in self.room + self.props + bystanders:  # what stands in front hides the person
             obj.color = (0.0, 0.0, 0.0, 1.0)
         scene.render.image_settings.color_mode = "BW"
-        self._write(path)
+        # A final Workbench render shows the world's colour wherever no object is (a
+        # panorama's sky, the space around a backplate's person): black, for this pass only.
+        sky, self.world.color = tuple(self.world.color), (0.0, 0.0, 0.0)
+        transparent, scene.render.film_transparent = scene.render.film_transparent, False
+        try:
+            self._write(path)
+        finally:
+            scene.render.film_transparent, self.world.color = transparent, sky
 
     def _write(self, path: Path) -> None:
         self.scene.render.filepath = str(path)

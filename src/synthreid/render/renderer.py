@@ -23,6 +23,7 @@ from synthreid.body.character import CharacterGeometry
 from synthreid.body.model import COCO17, BodyModel
 from synthreid.config import GenerationConfig
 from synthreid.errors import RenderError
+from synthreid.render.backplate import composite_backplate
 from synthreid.render.blender_scene import BlenderScene
 from synthreid.render.crop import PinholeCamera, compute_crop
 from synthreid.scene.camera import camera_position
@@ -120,6 +121,8 @@ class Renderer:
         with atomic_path(record_path) as tmp_record, atomic_path(mask) as tmp_mask, \
                 atomic_path(rgb) as tmp_rgb:
             self.scene.render_rgb(tmp_rgb, image.seed)
+            if character.room.kind == "backplate":
+                composite_backplate(tmp_rgb, character.room.background, image.seed)
             self.scene.render_mask(tmp_mask)
             t = self.timings.add("render", t)
             size = (crop.width, crop.height)

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from synthreid.config import (
+    PHOTO_ROOMS,
     CameraEffects,
     CrowdConfig,
     GenerationConfig,
@@ -150,7 +151,7 @@ def sample_room(config: GenerationConfig, rng: np.random.Generator) -> RoomSpec:
         walls = (room_colour(rng),) * 4
     floor = room.floor_colour if room.floor_colour is not None else room_colour(rng)
     background = room.cubemaps[rng.integers(len(room.cubemaps))] if room.cubemaps else None
-    if room.kind == "equirect" and background and Path(background).expanduser().is_dir():
+    if room.kind in PHOTO_ROOMS and background and Path(background).expanduser().is_dir():
         # A folder of photos: one file per character, drawn after every other room draw.
         photos = equirect_images(Path(background).expanduser())
         background = str(photos[rng.integers(len(photos))].resolve())

@@ -67,11 +67,11 @@ class GaitSpec(Spec):
 
 
 class RoomSpec(Spec):
-    kind: Literal["cuboid", "cubemap", "equirect"]
+    kind: Literal["cuboid", "cubemap", "equirect", "backplate"]
     size_m: tuple[float, float, float]
     wall_colours: tuple[RGB, RGB, RGB, RGB]  # +x, -x, +y, -y walls
     floor_colour: RGB
-    background: str | None = None  # cubemap folder, "builtin:NAME" or equirect image
+    background: str | None = None  # cubemap folder, "builtin:NAME", or a photo (equirect, backplate)
 
 
 class CharacterSpec(Spec):
