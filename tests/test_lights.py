@@ -70,6 +70,9 @@ def test_sky_and_light_levels_are_drawn_only_when_asked():
     colours = lit(sun_temperature_k=[3000, 9000])  # without them: the presets' light levels
     before = sample_images(colours, sample_character(colours, 0, 0), 20)
     assert all(1.5 <= i.sun_strength <= 4 and "sky_haze" not in i.model_dump() for i in before)
+    # and such lights dump as before the sky existed (run and stage keys stay)
+    assert not {"sky", "haze", "sun_strength", "ambient"} & set(colours.lights.model_dump())
+    assert {"sky", "haze", "ambient"} <= set(config.lights.model_dump())
 
 
 @pytest.mark.render

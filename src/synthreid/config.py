@@ -348,6 +348,18 @@ class LightsConfig(Strict):
     _non_negative = field_validator("haze", "sun_strength", "ambient")(
         lambda value: value if value is None else _non_negative_interval(value))
 
+    @model_serializer(mode="wrap")
+    def _without_unused_daylight(self, handler):
+        # Lights without the sky or light levels dump as before these existed: runs and
+        # experiment stages planned then keep their identity.
+        data = handler(self)
+        if not data.get("sky", True):
+            data.pop("sky"), data.pop("haze", None)
+        for level in ("sun_strength", "ambient"):
+            if data.get(level, 0) is None:
+                del data[level]
+        return data
+
     @field_validator("lamps")
     @classmethod
     def _count(cls, value: tuple[int, int]) -> tuple[int, int]:
