@@ -9,6 +9,7 @@ Workbench >= 6 images/s, everything but the render itself <= 15% of the time.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -16,11 +17,15 @@ from pathlib import Path
 from synthreid.body.model import BodyModel
 from synthreid.config import config_from_dict, load_config
 from synthreid.render.renderer import Renderer
+from synthreid.scene.backgrounds import cubemap_faces
 from synthreid.scene.sampling import sample_character, sample_images
 
 
-def measure(model: BodyModel, preset: str, engine: str, characters: int, images: int) -> None:
+def measure(model: BodyModel, preset: str, engine: str, characters: int, images: int,
+            room: dict | None = None) -> None:
     data = load_config(preset).model_dump()
+    if room is not None:
+        data["room"].update(room)
     data["render"].update(engine=engine, samples=16, device="cpu")
     data["crop"]["height_px"] = 256
     config = config_from_dict(data)
@@ -39,6 +44,7 @@ def measure(model: BodyModel, preset: str, engine: str, characters: int, images:
     total = sum(split.values())
     shares = "  ".join(f"{k} {100 * v / total:4.1f}%" for k, v in sorted(split.items()))
     name = Path(preset).stem if preset.endswith(".yaml") else preset
+    name += f"+{room['kind']}" if room else ""
     print(f"preset {name:12} {engine:9} {characters * images / wall:5.2f} images/s   {shares}")
 
 
@@ -48,14 +54,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--levers", action="store_true",
                         help="the cost of each realism lever: preset IV with and without it "
-                             "(experiments/levers/*.yaml, photo textures left out), Cycles")
+                             "(experiments/levers/*.yaml, photo textures left out; a "
+                             "backplate over built-in cubemap faces), Cycles")
     args = parser.parse_args()
     model = BodyModel()
     if args.levers:
         levers = Path(__file__).resolve().parents[1] / "experiments" / "levers"
-        for preset in ["IV"] + [str(levers / f"IV-{name}.yaml")
-                                for name in ("effects", "lights", "occluders", "crowd")]:
+        for preset in ["IV"] + [str(levers / f"IV-{name}.yaml") for name in (
+                "effects", "lights", "outdoor", "indoor", "occluders", "crowd")]:
             measure(model, preset, "cycles", args.characters, args.images)
+        with tempfile.TemporaryDirectory() as photos:  # the built-in faces stand in for photos
+            for face in ("px", "ny"):
+                shutil.copy(cubemap_faces("builtin:street")[face], Path(photos) / f"{face}.png")
+            measure(model, "IV", "cycles", args.characters, args.images,
+                    room={"kind": "backplate", "cubemaps": [photos]})
         return
     for preset in ("I", "IV"):
         for engine in ("cycles", "workbench"):
