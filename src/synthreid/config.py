@@ -298,6 +298,13 @@ def _non_negative_interval(value: Interval) -> Interval:
     return _ordered(value)
 
 
+def _up_to_eight(value: tuple[int, int], info) -> tuple[int, int]:
+    """A count range (lamps, bystanders): each one more light or body in every image's scene."""
+    if not 0 <= value[0] <= value[1] <= 8:
+        raise ValueError(f"expected 0 <= low <= high <= 8 {info.field_name}, got {tuple(value)}")
+    return value
+
+
 class CameraEffects(Strict):
     """What a real re-id camera does to a crop, drawn per image (and recorded in its spec):
     exposure and white-balance shifts, defocus and motion blur, resampling to a low
@@ -360,12 +367,7 @@ class LightsConfig(Strict):
                 del data[level]
         return data
 
-    @field_validator("lamps")
-    @classmethod
-    def _count(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if not 0 <= value[0] <= value[1] <= 8:
-            raise ValueError(f"expected 0 <= low <= high <= 8 lamps, got {tuple(value)}")
-        return value
+    _count = field_validator("lamps")(_up_to_eight)
 
 
 class OccludersConfig(Strict):
@@ -409,12 +411,7 @@ class CrowdConfig(Strict):
 
     _check = field_validator("distance_m")(_positive_interval)
 
-    @field_validator("people")
-    @classmethod
-    def _count(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if not 0 <= value[0] <= value[1] <= 8:
-            raise ValueError(f"expected 0 <= low <= high <= 8 people, got {tuple(value)}")
-        return value
+    _count = field_validator("people")(_up_to_eight)
 
 
 class GenerationConfig(Strict):
