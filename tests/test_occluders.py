@@ -59,3 +59,36 @@ def test_a_prop_hides_part_of_the_person_and_stays_out_of_the_mask(body_model, t
     assert not (hidden & ~free).any()  # nothing of the prop counts as person
     assert hidden.sum() < 0.9 * free.sum()  # a 30 cm pole in front hides a good part
     assert not math.isclose(hidden.sum(), 0)
+
+
+def test_bicycles_stand_side_on_to_the_camera():
+    config = with_props(probability=1.0, kinds=["bicycle"])
+    for image in sample_images(config, sample_character(config, 0, 0), 30):
+        (bike,) = image.props
+        toward = math.atan2(image.camera.direction[1], image.camera.direction[0])
+        off = (bike.heading - toward) % math.pi  # the frame's axis against the line of sight
+        assert math.radians(60) - 1e-9 <= off <= math.radians(120) + 1e-9
+        assert 1.5 < bike.size_m[0] < 2.0 and bike.kind == "bicycle"
+
+
+@pytest.mark.render
+def test_a_bicycle_hides_part_of_the_person_and_stays_out_of_the_mask(body_model, tmp_path):
+    from PIL import Image
+
+    from synthreid.render.renderer import Renderer
+
+    def mask(config, name):
+        data = config.model_dump(mode="json")
+        data["render"].update(engine="workbench")
+        data["crop"]["height_px"] = 128
+        config = config_from_dict(data)
+        character = sample_character(config, 0, 2)
+        image = Renderer(config, body_model).render_character(
+            character, sample_images(config, character, 1), tmp_path / name)[0]
+        return np.asarray(Image.open(image.mask).convert("L")) > 127
+
+    free = mask(load_config("III"), "free")
+    hidden = mask(with_props(probability=1.0, kinds=["bicycle"], sideways_m=[0, 0],
+                             toward_camera=[0.15, 0.15]), "bicycle")
+    assert not (hidden & ~free).any()  # no part of the bicycle counts as person
+    assert 0.3 * free.sum() < hidden.sum() < 0.97 * free.sum()  # spokes and tubes: partly hidden

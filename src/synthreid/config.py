@@ -376,7 +376,7 @@ class OccludersConfig(Strict):
     from the person toward the camera, partly hiding the person. The mask shows only what is
     seen of the person."""
     probability: float = Field(0.5, ge=0, le=1)
-    kinds: list[Literal["pole", "box"]] = Field(default_factory=lambda: ["pole", "box"])
+    kinds: list[Literal["pole", "box", "bicycle"]] = Field(default_factory=lambda: ["pole", "box"])
     toward_camera: Interval = (0.15, 0.5)  # fraction of the camera distance, from the person
     sideways_m: Interval = (-0.35, 0.35)  # off the line of sight
     pole_radius_m: Interval = (0.05, 0.15)
@@ -395,7 +395,7 @@ class OccludersConfig(Strict):
     @classmethod
     def _some(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("name at least one kind (pole, box)")
+            raise ValueError("name at least one kind (pole, box, bicycle)")
         return value
 
 

@@ -85,12 +85,54 @@ def _prop_mesh(kind: str, size: tuple[float, float, float],
             faces += [[i, j, segments + j], [i, segments + j, segments + i],
                       [2 * segments, j, i], [2 * segments + 1, segments + i, segments + j]]
         return vertices, np.array(faces)
+    if kind == "bicycle":
+        return _bicycle_mesh(*size)
     width, depth, height = size
     corners = np.array([[x, y, z] for z in (0, height) for y in (-depth / 2, depth / 2)
                         for x in (-width / 2, width / 2)])
-    faces = [[0, 2, 3], [0, 3, 1], [4, 5, 7], [4, 7, 6], [0, 1, 5], [0, 5, 4],
+    return corners, np.array(BOX_FACES)
+
+
+# A box's triangles, corners numbered x fastest, then y, then z.
+BOX_FACES = [[0, 2, 3], [0, 3, 1], [4, 5, 7], [4, 7, 6], [0, 1, 5], [0, 5, 4],
              [2, 6, 7], [2, 7, 3], [0, 4, 6], [0, 6, 2], [1, 3, 7], [1, 7, 5]]
-    return corners, np.array(faces)
+
+
+def _bar(start, end, thickness: float) -> np.ndarray:
+    """The 8 corners of a square bar from `start` to `end` (in BOX_FACES' order)."""
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    along = (end - start) / np.linalg.norm(end - start)
+    side = np.cross(along, [0.0, 0.0, 1.0] if abs(along[2]) < 0.9 else [1.0, 0.0, 0.0])
+    side = side / np.linalg.norm(side) * thickness / 2
+    up = np.cross(along, side)
+    return np.array([point + sx * side + sy * up for point in (start, end)
+                     for sy in (-1, 1) for sx in (-1, 1)])
+
+
+def _bicycle_mesh(length: float, width: float, height: float,
+                  rim_segments: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A bicycle of bars standing on z = 0, along x: two spoked wheels, a diamond frame, fork,
+    seat and handlebar (`width`: the tubes' thickness). It hides a person only partly, as a
+    real one does."""
+    r = 0.19 * length  # wheel radius
+    rear, front = np.array([-(length / 2 - r), 0, r]), np.array([length / 2 - r, 0, r])
+    crank = np.array([-0.05 * length, 0, 0.9 * r])
+    seat = np.array([-0.2 * length, 0, 0.85 * height])
+    head = np.array([0.27 * length, 0, 0.88 * height])
+    fork_top = np.array([0.29 * length, 0, 0.65 * height])
+    bar = np.array([0.25 * length, 0, height])
+    bars = [(rear, crank), (rear, seat), (crank, seat), (seat, head), (crank, fork_top),
+            (head, fork_top), (fork_top, front), (head, bar),
+            (bar + [0, -0.3, 0], bar + [0, 0.3, 0]),  # handlebar
+            (seat + [-0.1, 0, 0.02], seat + [0.12, 0, 0.02])]  # saddle
+    angles = np.linspace(0, 2 * np.pi, rim_segments + 1)
+    for hub in (rear, front):
+        rim = hub + r * np.stack([np.cos(angles), np.zeros_like(angles), np.sin(angles)], axis=1)
+        bars += list(zip(rim[:-1], rim[1:]))
+        bars += [(hub, rim[i]) for i in range(0, rim_segments, rim_segments // 4)]  # spokes
+    vertices = np.concatenate([_bar(a, b, width) for a, b in bars])
+    faces = np.concatenate([np.array(BOX_FACES) + 8 * i for i in range(len(bars))])
+    return vertices, faces
 
 
 @contextlib.contextmanager

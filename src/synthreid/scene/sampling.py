@@ -279,13 +279,18 @@ def sample_props(occluders: OccludersConfig, image: ImageSpec,
     side = _lerp(occluders.sideways_m, draws[3])
     grey = 0.15 + 0.6 * draws[4]
     colour = tuple(float(np.clip(grey + 0.1 * (c - 0.5), 0, 1)) for c in draws[8:11])
+    heading = math.atan2(dy, dx)
     if kind == "pole":
         radius = _lerp(occluders.pole_radius_m, draws[5])
         size = (radius, radius, 3.0)
-    else:
+    elif kind == "box":
         size = tuple(_lerp(occluders.box_size_m, d) for d in (draws[5], draws[6], draws[7]))
+    else:  # an adult's bicycle, seen from the side, give or take 30 degrees
+        scale = 0.9 + 0.2 * draws[5]
+        size = (1.75 * scale, 0.06, 1.0 * scale)
+        heading += math.pi / 2 + (draws[6] - 0.5) * math.radians(60)
     return [PropSpec(kind=kind, x=dx * along - dy * side, y=dy * along + dx * side,
-                     size_m=size, heading=float(math.atan2(dy, dx)), colour=colour)]
+                     size_m=size, heading=float(heading), colour=colour)]
 
 
 def _lerp(interval: tuple[float, float], t: float) -> float:

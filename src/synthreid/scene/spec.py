@@ -71,7 +71,7 @@ class RoomSpec(Spec):
     size_m: tuple[float, float, float]
     wall_colours: tuple[RGB, RGB, RGB, RGB]  # +x, -x, +y, -y walls
     floor_colour: RGB
-    background: str | None = None  # cubemap folder, "builtin:NAME", or a photo (equirect, backplate)
+    background: str | None = None  # a cubemap folder, "builtin:NAME", or a photo file
 
 
 class CharacterSpec(Spec):
@@ -128,10 +128,11 @@ class LampSpec(Spec):
 
 class PropSpec(Spec):
     """An occluder standing on the floor; x, y relative to the person's centre."""
-    kind: Literal["pole", "box"]
+    kind: Literal["pole", "box", "bicycle"]
     x: float
     y: float
-    size_m: tuple[float, float, float]  # pole: radius, radius, height; box: width, depth, height
+    # pole: radius, radius, height; box: width, depth, height; bicycle: length, width, height
+    size_m: tuple[float, float, float]
     heading: float = 0.0  # rotation about +z
     colour: RGB
 
