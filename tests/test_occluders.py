@@ -35,21 +35,26 @@ def test_props_stand_between_the_person_and_the_camera():
     assert images == sample_images(config, character, 40)
 
 
-@pytest.mark.render
-def test_a_prop_hides_part_of_the_person_and_stays_out_of_the_mask(body_model, tmp_path):
+def render_mask(body_model, config, out):
+    """The person mask (and the image) of character 0's first view, a quick Workbench render."""
     from PIL import Image
 
     from synthreid.render.renderer import Renderer
 
+    data = config.model_dump(mode="json")
+    data["render"].update(engine="workbench")
+    data["crop"]["height_px"] = 128
+    config = config_from_dict(data)
+    character = sample_character(config, 0, 2)
+    image = Renderer(config, body_model).render_character(
+        character, sample_images(config, character, 1), out)[0]
+    return np.asarray(Image.open(image.mask).convert("L")) > 127, image
+
+
+@pytest.mark.render
+def test_a_prop_hides_part_of_the_person_and_stays_out_of_the_mask(body_model, tmp_path):
     def mask(config, name):
-        data = config.model_dump(mode="json")
-        data["render"].update(engine="workbench")
-        data["crop"]["height_px"] = 128
-        config = config_from_dict(data)
-        character = sample_character(config, 0, 2)
-        image = Renderer(config, body_model).render_character(
-            character, sample_images(config, character, 1), tmp_path / name)[0]
-        return np.asarray(Image.open(image.mask).convert("L")) > 127, image
+        return render_mask(body_model, config, tmp_path / name)
 
     free, _ = mask(load_config("III"), "free")
     hidden, image = mask(with_props(probability=1.0, kinds=["pole"], sideways_m=[0, 0],
@@ -73,19 +78,8 @@ def test_bicycles_stand_side_on_to_the_camera():
 
 @pytest.mark.render
 def test_a_bicycle_hides_part_of_the_person_and_stays_out_of_the_mask(body_model, tmp_path):
-    from PIL import Image
-
-    from synthreid.render.renderer import Renderer
-
     def mask(config, name):
-        data = config.model_dump(mode="json")
-        data["render"].update(engine="workbench")
-        data["crop"]["height_px"] = 128
-        config = config_from_dict(data)
-        character = sample_character(config, 0, 2)
-        image = Renderer(config, body_model).render_character(
-            character, sample_images(config, character, 1), tmp_path / name)[0]
-        return np.asarray(Image.open(image.mask).convert("L")) > 127
+        return render_mask(body_model, config, tmp_path / name)[0]
 
     free = mask(load_config("III"), "free")
     hidden = mask(with_props(probability=1.0, kinds=["bicycle"], sideways_m=[0, 0],
