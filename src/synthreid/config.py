@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -68,7 +68,22 @@ RGB = Annotated[tuple[float, float, float], AfterValidator(_rgb),
 
 
 class Strict(BaseModel):
+    """Frozen, no unknown fields. Options added after runs were planned are named in
+    `omitted_when_none`: left out of dumps while unused, so a config or spec that does not use
+    them dumps as before they existed, and the runs, jobs and experiment stages keyed by that
+    dump keep their identity."""
     model_config = ConfigDict(extra="forbid", frozen=True)
+    omitted_when_none: ClassVar[tuple[str, ...]] = ()
+
+    def _omitted(self) -> set[str]:
+        return {name for name in self.omitted_when_none if getattr(self, name) is None}
+
+    @model_serializer(mode="wrap")
+    def _without_unused_options(self, handler):
+        data = handler(self)
+        for name in self._omitted() & set(data):
+            del data[name]
+        return data
 
 
 class BodyConfig(Strict):
@@ -121,14 +136,7 @@ class ClothesConfig(Strict):
     _families = field_validator("texture_families")(
         lambda values: _known(values, TEXTURE_FAMILIES, "texture family"))
     photo_textures: PhotoTextures | None = None  # None: procedural patterns only
-
-    @model_serializer(mode="wrap")
-    def _without_absent_photos(self, handler):
-        # Without photo textures a config dumps as it did before they existed.
-        data = handler(self)
-        if data.get("photo_textures", 0) is None:
-            del data["photo_textures"]
-        return data
+    omitted_when_none = ("photo_textures",)
 
 
 class HairConfig(Strict):
@@ -355,17 +363,10 @@ class LightsConfig(Strict):
     _non_negative = field_validator("haze", "sun_strength", "ambient")(
         lambda value: value if value is None else _non_negative_interval(value))
 
-    @model_serializer(mode="wrap")
-    def _without_unused_daylight(self, handler):
-        # Lights without the sky or light levels dump as before these existed: runs and
-        # experiment stages planned then keep their identity.
-        data = handler(self)
-        if not data.get("sky", True):
-            data.pop("sky"), data.pop("haze", None)
-        for level in ("sun_strength", "ambient"):
-            if data.get(level, 0) is None:
-                del data[level]
-        return data
+    omitted_when_none = ("sun_strength", "ambient")
+
+    def _omitted(self) -> set[str]:
+        return super()._omitted() | ({"sky", "haze"} if not self.sky else set())
 
     _count = field_validator("lamps")(_up_to_eight)
 
@@ -432,16 +433,7 @@ class GenerationConfig(Strict):
     lights: LightsConfig | None = None  # None: the white sun and sky alone
     occluders: OccludersConfig | None = None  # None: nothing between camera and person
     crowd: CrowdConfig | None = None  # None: the person alone
-
-    @model_serializer(mode="wrap")
-    def _without_absent_levers(self, handler):
-        # Configs without these levers dump as they did before the levers existed, so runs and
-        # experiment stages planned then keep their identity.
-        data = handler(self)
-        for lever in ("camera_effects", "lights", "occluders", "crowd"):
-            if data.get(lever, 0) is None:
-                del data[lever]
-        return data
+    omitted_when_none = ("camera_effects", "lights", "occluders", "crowd")
 
     @model_validator(mode="after")
     def _camera_inside_room(self) -> GenerationConfig:

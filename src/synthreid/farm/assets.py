@@ -1,6 +1,6 @@
 """The files a job needs beyond its spec (a user's cubemap faces, equirectangular images, BVH
-motions, photo texture patches) go into the job database by content when the run is planned, and specs name them
-`asset:<sha256><suffix>`. A job is then a frozen, self-contained spec: a worker on any machine
+motions, photo texture patches) go into the job database by content when the run is planned,
+and specs name them `asset:<sha256><suffix>`. A job is then a frozen, self-contained spec: a worker on any machine
 fetches what it names into a local cache (checked against its hash) and needs none of the
 planning machine's folders. Built-in cubemaps stay `builtin:NAME` (drawn the same everywhere).
 """
@@ -52,19 +52,16 @@ def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) ->
             store = _store_cubemap if room.kind == "cubemap" else _store_file
             memo[background] = store(connection, background)
         background = memo[background]
-    if motion and not motion.startswith(PREFIX):
-        if motion not in memo:
-            memo[motion] = _store_file(connection, motion)
-        motion = memo[motion]
 
-    def store_texture(path: str) -> str:
+    def store_file(path: str) -> str:
         if path.startswith(PREFIX):
             return path
         if path not in memo:
             memo[path] = _store_file(connection, path)
         return memo[path]
 
-    frozen = _with_textures(_with_sources(spec, background, motion), store_texture)
+    motion = store_file(motion) if motion else motion
+    frozen = _with_textures(_with_sources(spec, background, motion), store_file)
     return _with_crowd(frozen, lambda bystander: freeze(connection, bystander, memo))
 
 
@@ -119,15 +116,13 @@ def materialize(engine: Engine, spec: CharacterSpec, cache: Path) -> CharacterSp
             background = str(folder)
         else:
             background = str(_fetch(engine, name, cache / name))
-    if motion and motion.startswith(PREFIX):
-        name = motion.removeprefix(PREFIX)
-        motion = str(_fetch(engine, name, cache / name))
 
-    def fetch_texture(path: str) -> str:
+    def fetch_file(path: str) -> str:
         if not path.startswith(PREFIX):
             return path
         name = path.removeprefix(PREFIX)
         return str(_fetch(engine, name, cache / name))
 
-    local = _with_textures(_with_sources(spec, background, motion), fetch_texture)
+    motion = fetch_file(motion) if motion else motion
+    local = _with_textures(_with_sources(spec, background, motion), fetch_file)
     return _with_crowd(local, lambda bystander: materialize(engine, bystander, cache))

@@ -220,9 +220,12 @@ class BlenderScene:
         self.room: list[object] = []
 
     # --- per character -------------------------------------------------------------------
+    @property
+    def _bystander_objects(self) -> list[object]:
+        return [obj for objects in self.crowd for obj in objects.values()]
+
     def _clear(self) -> None:
-        bystanders = [obj for objects in self.crowd for obj in objects.values()]
-        _remove(list(self.person.values()) + bystanders + self.room + self.props)
+        _remove(list(self.person.values()) + self._bystander_objects + self.room + self.props)
         self.props, self.crowd = [], []
         for image in list(bpy.data.images):
             if image.users == 0:
@@ -437,8 +440,8 @@ class BlenderScene:
         scene.display.render_aa = "OFF"
         for obj in self.person.values():
             obj.color = (1.0, 1.0, 1.0, 1.0)
-        bystanders = [obj for objects in self.crowd for obj in objects.values()]
-        for obj in self.room + self.props + bystanders:  # what stands in front hides the person
+        # Room, props and bystanders are black: in front of the person, they hide it.
+        for obj in self.room + self.props + self._bystander_objects:
             obj.color = (0.0, 0.0, 0.0, 1.0)
         scene.render.image_settings.color_mode = "BW"
         # A final Workbench render shows the world's colour wherever no object is (a

@@ -100,8 +100,9 @@ class Renderer:
                             crop_config.margin_px)
         t = self.timings.add("body", t)
         self.scene.pose(posed)
-        self.scene.light(image, tuple(float(c) for c in target))
-        self.scene.place_props(image.props, tuple(float(c) for c in target))
+        at = tuple(float(c) for c in target)  # where lamps, props and bystanders are placed from
+        self.scene.light(image, at)
+        self.scene.place_props(image.props, at)
         placed = {}
         for bystander in image.crowd or []:
             if bystander.index >= len(crowd):
@@ -109,7 +110,7 @@ class Renderer:
                                   f"in the character's crowd of {len(crowd)}")
             placed[bystander.index] = (bystander, crowd[bystander.index].pose(
                 bystander.gait_phase, bystander.heading))
-        self.scene.place_crowd(placed, tuple(float(c) for c in target))
+        self.scene.place_crowd(placed, at)
         self.scene.frame(camera, crop)
         t = self.timings.add("scene", t)
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import Field
+
+from synthreid.config import Strict
 
 RGB = tuple[float, float, float]
 
 
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Spec(Strict):
+    """A drawn value of a character or image, recorded with every image and job."""
 
 
 class TextureSpec(Spec):
@@ -23,13 +25,7 @@ class TextureSpec(Spec):
     scale: float = Field(gt=0, description="pattern repeats per metre")
     angle: float = 0.0  # rotation of stripes/checks about the body's vertical axis
     image: str | None = None  # photo: the patch file, wrapped around the body's vertical axis
-
-    @model_serializer(mode="wrap")
-    def _without_absent_image(self, handler):
-        data = handler(self)  # pattern textures serialise as before photos existed
-        if data.get("image", 0) is None:
-            del data["image"]
-        return data
+    omitted_when_none = ("image",)
 
 
 class GarmentSpec(Spec):
@@ -85,13 +81,7 @@ class CharacterSpec(Spec):
     gait: GaitSpec
     room: RoomSpec
     crowd: tuple[CharacterSpec, ...] | None = None  # bystanders (their rooms unused); None: none
-
-    @model_serializer(mode="wrap")
-    def _without_absent_crowd(self, handler):
-        data = handler(self)  # characters without a crowd serialise as before crowds existed
-        if data.get("crowd", 0) is None:
-            del data["crowd"]
-        return data
+    omitted_when_none = ("crowd",)
 
     def garment(self, kind: str) -> GarmentSpec | None:
         return next((g for g in self.garments if g.kind == kind), None)
@@ -162,12 +152,4 @@ class ImageSpec(Spec):
     props: list[PropSpec] | None = None  # occluders; None: none
     crowd: list[BystanderSpec] | None = None  # the bystanders in view; None: none
     sky_haze: float | None = Field(None, ge=0)  # a daylight sky of this haze; None: plain sky
-
-    @model_serializer(mode="wrap")
-    def _without_absent_levers(self, handler):
-        # Specs without these levers serialise as before they existed (stored jobs stay equal).
-        data = handler(self)
-        for lever in ("effects", "sun_colour", "lamps", "props", "crowd", "sky_haze"):
-            if data.get(lever, 0) is None:
-                del data[lever]
-        return data
+    omitted_when_none = ("effects", "sun_colour", "lamps", "props", "crowd", "sky_haze")
