@@ -107,7 +107,9 @@ def test_any_bytes_as_a_config_file_fail_in_one_line(tmp_path_factory, data):
         assert "\n" not in str(error)
 
 
-name_parts = st.text(string.ascii_letters + string.digits + "_-.", min_size=1, max_size=16)
+# File names: "." and ".." are the folder itself and its parent, which the test cannot write to.
+name_parts = st.text(string.ascii_letters + string.digits + "_-.", min_size=1,
+                     max_size=16).filter(lambda name: name not in (".", ".."))
 
 
 @PROPERTY
