@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from synthreid.cli import app
@@ -141,8 +142,78 @@ def test_the_thesis_protocol_never_draws_distractors():
     assert clean.rank(1) == 1.0
     split = dict(features=features, ids=ids, cams=cams, ignore_ids=np.array([0]))
     assert evaluate_arrays(split, "thesis", repeats=5).rank(1) == 1.0
-    with pytest.raises(EvaluationError, match="needs 100 identities"):
-        protocols.thesis(features[:198], ids[:198], cams[:198], ignore_ids=(0,))
+    fewer = protocols.thesis(features[:198], ids[:198], cams[:198], ignore_ids=(0,))
+    assert fewer.extra["identities"] == 99 and len(fewer.cmc) == 99  # never id 0 to fill up
+
+
+def camera_offset_features(noise: float = 0.5, seed: int = 0):
+    """100 ids x 2 cameras: identity + a large offset shared by each camera's images + noise.
+    A feature like a camera's colour cast: its own camera's strangers sit closer than the match."""
+    rng = np.random.default_rng(seed)
+    identity = rng.normal(size=(100, 32))
+    offset = 3 * rng.normal(size=(2, 32))
+    ids, cams = np.repeat(np.arange(100), 2), np.tile([1, 2], 100)
+    return identity[ids] + offset[cams - 1] + noise * rng.normal(size=(200, 32)), ids, cams
+
+
+def test_the_thesis_protocol_keeps_real_cameras_apart():
+    features, ids, cams = camera_offset_features()
+    first = cams == 1
+    market = protocols.market(features[first], ids[first], cams[first], features[~first],
+                              ids[~first], cams[~first]).rank(1)
+    assert market > 0.1  # the people are findable across cameras
+    apart = protocols.thesis(features, ids, cams)
+    assert apart.rank(1) == pytest.approx(market, abs=0.04)
+    assert apart.rank(1) == pytest.approx(
+        protocols.cuhk03_openreid(features, ids, cams).rank(1), abs=0.04)
+    # The draw that mixes cameras ranks the query's own-camera strangers first.
+    mixed = evaluate_arrays(dict(features=features, ids=ids, cams=cams), "thesis-mixed")
+    assert mixed.rank(1) < 0.02
+    assert evaluate_arrays(dict(features=features, ids=ids, cams=cams),
+                           "thesis").rank(1) == apart.rank(1)
+
+
+def test_the_thesis_protocol_alternates_the_camera_pair():
+    # Two cameras: queries from camera 1 and gallery from 2 on even repeats, the reverse on odd.
+    ids, cams = np.repeat(np.arange(150), 3), np.tile([1, 1, 2], 150)
+    count, draws = protocols._apart_draws(ids, cams, protocols.people(ids), 100, 4, seed=0)
+    assert count == 100
+    for repeat, (chosen, query, gallery) in enumerate(draws):
+        query_cam, gallery_cam = (1, 2) if repeat % 2 == 0 else (2, 1)
+        assert set(cams[query]) == {query_cam} and set(cams[gallery]) == {gallery_cam}
+        assert list(ids[query]) == list(chosen) == list(ids[gallery])
+
+
+def test_pseudo_cameras_keep_the_mixed_draw():
+    features, ids, cams = camera_offset_features()
+    arrays = dict(features=features, ids=ids, cams=cams, pseudo_cameras=np.array(True))
+    assert evaluate_arrays(arrays, "thesis").rank(1) == \
+        evaluate_arrays(arrays, "thesis-mixed").rank(1)
+
+
+def test_the_thesis_protocol_uses_the_shared_ids_it_has():
+    # PRID2011-like: 50 ids seen by both cameras, 150 more by camera 2 only.
+    ids = np.concatenate([np.repeat(np.arange(50), 2), np.arange(50, 200)])
+    cams = np.concatenate([np.tile([1, 2], 50), np.full(150, 2)])
+    features = identity_features(ids)
+    result = evaluate_arrays(dict(features=features, ids=ids, cams=cams), "thesis")
+    assert result.extra["identities"] == 50 and len(result.cmc) == 50
+    assert result.rank(1) == 1.0
+    with pytest.raises(EvaluationError, match="at least 2 identities seen by two cameras"):
+        protocols.thesis(features[100:], ids[100:], cams[100:])
+
+
+def test_a_synthetic_export_reads_as_pseudo_cameras(tmp_path):
+    from synthreid.datasets import read_dataset
+    from synthreid.evaluate.features import dataset_labels
+
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        (tmp_path / folder).mkdir()
+        for pid in (1, 2):
+            Image.new("RGB", (8, 16)).save(tmp_path / folder / f"{pid:04d}_c1_000001_000.png")
+    assert read_dataset("synthetic", tmp_path).pseudo_cameras
+    assert dataset_labels(read_dataset("synthetic", tmp_path))["pseudo_cameras"]
+    assert not read_dataset("market1501", tmp_path).pseudo_cameras
 
 
 def openreid_cmc(dist, ids, cams, repeats, rng):
@@ -194,7 +265,7 @@ def test_cuhk03_classic_queries_both_cameras_against_the_other_camera():
 
 
 def test_errors_are_one_line():
-    with pytest.raises(EvaluationError, match="needs 100 identities"):
+    with pytest.raises(EvaluationError, match="needs at least 2 identities seen by two cameras"):
         protocols.thesis(np.zeros((10, 2)), np.arange(10), np.ones(10))
     with pytest.raises(EvaluationError, match="4-d"):
         protocols.market(np.zeros((2, 3)), [1, 2], [1, 1], np.zeros((2, 4)), [1, 2], [2, 2])

@@ -1,7 +1,8 @@
 """Market-1501 layout: bounding_box_train/, bounding_box_test/, query/ with names like
 0002_c1s1_000451_03.jpg. DukeMTMC-reID, CUHK03-NP and our synthetic export share it; the export
 adds bounding_box_val/ (held-out validation ids) and masks/. Id -1 is junk and id 0 a
-distractor (not a person), so neither trains and the thesis protocol never draws them."""
+distractor (not a person), so neither trains and the thesis protocol never draws them. The
+`synthetic` layout's cameras are pseudo-cameras drawn at random by the export."""
 
 from __future__ import annotations
 
@@ -46,4 +47,5 @@ def read_market_layout(root: str | Path, name: str = "market1501",
                                        mask if mask.exists() else None))
         parts[split] = records
     return ReidDataset(name, root, parts["train"], parts["query"], parts["gallery"],
-                       validation=parts.get("validation", []), distractor_ids=(0,))
+                       validation=parts.get("validation", []), distractor_ids=(0,),
+                       random_cameras=name == "synthetic")

@@ -36,6 +36,13 @@ class ReidDataset:
     # Ids that are not a person in this layout (Market-style distractors, 0): evaluation that
     # draws people (the thesis protocol) must not draw them. Negative ids are junk everywhere.
     distractor_ids: tuple[int, ...] = ()
+    # True when the cameras are not real camera labels but drawn at random (synthetic exports)
+    # or assigned by the reader: the thesis protocol then cannot keep cameras apart.
+    random_cameras: bool = False
+
+    @property
+    def pseudo_cameras(self) -> bool:
+        return self.random_cameras or self.cameras_assigned
 
     @property
     def train_ids(self) -> int:

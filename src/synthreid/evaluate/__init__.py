@@ -6,4 +6,4 @@
 This file imports nothing heavy, so the CLI can read the protocol names instantly.
 """
 
-PROTOCOLS = ("thesis", "market", "cuhk03-new", "cuhk03-classic", "cuhk03-openreid")
+PROTOCOLS = ("thesis", "thesis-mixed", "market", "cuhk03-new", "cuhk03-classic", "cuhk03-openreid")

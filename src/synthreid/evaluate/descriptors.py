@@ -14,6 +14,7 @@ from PIL import Image
 
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import EvaluationError
+from synthreid.evaluate.features import dataset_labels
 
 DESCRIPTORS = ("hsv",)
 STRIPES, BINS = 6, (16, 8, 8)
@@ -45,7 +46,4 @@ def descriptor_features(name: str, dataset) -> dict[str, np.ndarray]:
                 features.append(hsv_descriptor(image))
         size = STRIPES * sum(BINS)
         arrays[f"{split}_features"] = np.stack(features) if features else np.zeros((0, size))
-        arrays[f"{split}_ids"] = np.array([r.pid for r in records])
-        arrays[f"{split}_cams"] = np.array([r.camid for r in records])
-    arrays["ignore_ids"] = np.array(dataset.distractor_ids, dtype=np.int64)
-    return arrays
+    return arrays | dataset_labels(dataset)

@@ -1,5 +1,7 @@
 """Feature files: a `.npz` with either `query_*` and `gallery_*` arrays (features, ids, cams)
-for the standard protocols, or `features`, `ids`, `cams` for the thesis protocol."""
+for the standard protocols, or `features`, `ids`, `cams` for the thesis protocol. Optional:
+`ignore_ids` (ids that are no person, e.g. Market's distractor 0) and `pseudo_cameras` (true
+when the cameras were drawn at random, as in synthetic exports, not real camera labels)."""
 
 from __future__ import annotations
 
@@ -80,10 +82,26 @@ def save_features(path: Path, **arrays: np.ndarray) -> Path:
     return path
 
 
+def label_arrays(dataset, split: str) -> dict[str, np.ndarray]:
+    """A dataset split's ids and cameras under a feature file's names (`query_ids`, ...)."""
+    records = getattr(dataset, split)
+    return {f"{split}_ids": np.array([r.pid for r in records], dtype=np.int64),
+            f"{split}_cams": np.array([r.camid for r in records], dtype=np.int64)}
+
+
+def dataset_labels(dataset) -> dict[str, np.ndarray]:
+    """What a feature file says of its dataset besides features: query and gallery ids and
+    cameras, the ids that are no person, and whether the cameras are pseudo-cameras."""
+    return {**label_arrays(dataset, "query"), **label_arrays(dataset, "gallery"),
+            "ignore_ids": np.array(dataset.distractor_ids, dtype=np.int64),
+            "pseudo_cameras": np.array(dataset.pseudo_cameras)}
+
+
 def evaluate_arrays(arrays: dict[str, np.ndarray], protocol: str, repeats: int = 10,
                     seed: int = 0):
     """Run a protocol on a feature file's arrays. The thesis and cuhk03-openreid protocols draw
-    from the pooled samples (the thesis protocol with up to 100 identities), never drawing the
+    from the pooled samples (the thesis protocol with up to 100 identities, its cameras kept
+    apart unless `pseudo_cameras` is true or the protocol is `thesis-mixed`), never drawing the
     ids in an optional `ignore_ids` array (Market's distractors, 0); the others need query_* and
     gallery_* arrays."""
     from synthreid.evaluate import protocols
@@ -94,12 +112,13 @@ def evaluate_arrays(arrays: dict[str, np.ndarray], protocol: str, repeats: int =
     ignore = np.asarray(arrays.get("ignore_ids", np.zeros(0, np.int64))).ravel()
     if not np.issubdtype(ignore.dtype, np.number):
         raise EvaluationError(f"ignore_ids must be whole numbers, got {ignore.dtype}")
-    if protocol in ("thesis", "cuhk03-openreid"):
+    if protocol in ("thesis", "thesis-mixed", "cuhk03-openreid"):
         features, ids, cams = pooled(arrays)
-        if protocol == "thesis":
-            identities = min(100, protocols.people_count(ids, ignore))
-            return protocols.thesis(features, ids, cams, identities, repeats=repeats, seed=seed,
-                                    ignore_ids=ignore)
+        if protocol.startswith("thesis"):
+            pseudo = bool(np.asarray(arrays.get("pseudo_cameras", False)).any())
+            cameras = "mixed" if pseudo or protocol == "thesis-mixed" else "apart"
+            return protocols.thesis(features, ids, cams, repeats=repeats, seed=seed,
+                                    ignore_ids=ignore, cameras=cameras)
         keep = ~np.isin(ids, ignore)
         return protocols.cuhk03_openreid(features[keep], ids[keep], cams[keep],
                                          repeats=repeats, seed=seed)

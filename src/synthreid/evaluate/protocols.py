@@ -7,9 +7,12 @@
   image per id from the other camera(s), repeated and averaged.
 - `cuhk03_openreid`: Open-ReID's CUHK03 CMC, which the thesis reported (Table 3.2): as classic,
   but every query draws its own gallery.
-- `thesis`: 100 random identities, one query and one gallery image each (different cameras
-  where cameras exist), Euclidean distance, CMC over ranks 1..100, repeated with K seeds
-  (thesis 2.3.2). Its validation score is the area under the CMC: the sum over ranks (2.3.3).
+- `thesis`: 100 random identities, one query and one gallery image each, Euclidean distance,
+  CMC over ranks 1..100, repeated with K seeds (thesis 2.3.2). With real camera labels the
+  queries of a repeat come from one camera and the gallery from another (Open-ReID's CUHK03
+  CMC, which produced the thesis' figures); with pseudo-cameras (synthetic exports) each id's
+  two images are drawn from any cameras (`thesis-mixed` forces that draw for comparison). Its
+  validation score is the area under the CMC: the sum over ranks (2.3.3).
 
 Ties count against the true match (the pessimistic rank) and non-finite features are refused,
 so identical or NaN features from a broken model score at the bottom, never at the top.
@@ -161,33 +164,66 @@ def people(ids: np.ndarray, ignore_ids=()) -> np.ndarray:
     return (ids >= 0) & ~np.isin(ids, np.asarray(ignore_ids, dtype=ids.dtype))
 
 
-def people_count(ids: np.ndarray, ignore_ids=()) -> int:
-    """How many identities the thesis protocol may draw from."""
-    ids = np.asarray(ids)
-    return len(np.unique(ids[people(ids, ignore_ids)]))
+CAMERA_RULES = ("apart", "mixed")
 
 
 def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: int = 0,
-           ignore_ids=(), device: torch.device | None = None) -> CMCResult:
+           ignore_ids=(), cameras: str = "apart",
+           device: torch.device | None = None) -> CMCResult:
     """The thesis protocol on one pool of evaluation images (ids not used for training).
-    Negative ids (junk) and `ignore_ids` (e.g. Market's distractor id 0) are never drawn."""
+    Negative ids (junk) and `ignore_ids` (e.g. Market's distractor id 0) are never drawn.
+
+    `cameras="apart"` (real camera labels): each repeat takes its queries from one camera and
+    its gallery from another, so no gallery image shares the query's camera, as Open-ReID's
+    CUHK03 CMC (the thesis' figures) does; a feature that carries a camera's colour cast then
+    gains nothing. The ordered camera pairs that share the most ids (at least `identities`)
+    take turns: camera 1 to 2 on even repeats, 2 to 1 on odd ones in a two-camera set.
+    `cameras="mixed"` (pseudo-cameras drawn at random, as in synthetic exports): each id's
+    query is any of its images and its gallery image another, from another camera when it has
+    one (`thesis-mixed`). Either uses as many ids as the set has, up to `identities`; the
+    result's `extra["identities"]` says how many."""
+    if cameras not in CAMERA_RULES:
+        raise EvaluationError(f"cameras: expected one of {', '.join(CAMERA_RULES)}, "
+                              f"got {cameras!r}")
     features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
     check_samples(features, ids, cams, "evaluation set")
     device = device or default_device()
+    drawn = _apart_draws if cameras == "apart" else _mixed_draws
+    chosen_ids, draws = drawn(ids, cams, people(ids, ignore_ids), identities, repeats, seed)
+    all_features = _tensor(features, device)
+    curves = np.stack([_single_shot_cmc(all_features[query], all_features[gallery], chosen,
+                                        chosen, chosen_ids)
+                       for chosen, query, gallery in draws])
+    return CMCResult(cmc=curves.mean(0), cmc_std=_sample_std(curves), queries=chosen_ids,
+                     extra={"repeats": repeats, "identities": chosen_ids, "seed": seed,
+                            "cameras": cameras})
+
+
+def _sample_std(curves: np.ndarray) -> np.ndarray | None:
+    """The spread over repeats as a sample standard deviation (ddof=1); None for one repeat."""
+    return curves.std(0, ddof=1) if len(curves) > 1 else None
+
+
+def _too_few(found: int, what: str) -> None:
+    if found < 2:
+        raise EvaluationError(f"the thesis protocol needs at least 2 identities {what}; the "
+                              f"evaluation set has {found}")
+
+
+def _mixed_draws(ids, cams, drawable, identities, repeats, seed):
+    """(ids used, [(chosen ids, query indices, gallery indices)] per repeat), any camera."""
     by_id: dict[int, np.ndarray] = {}
-    for pid in np.unique(ids[people(ids, ignore_ids)]):
+    for pid in np.unique(ids[drawable]):
         members = np.flatnonzero(ids == pid)
         if len(members) >= 2:
             by_id[int(pid)] = members
-    if len(by_id) < identities:
-        raise EvaluationError(f"the thesis protocol needs {identities} identities with two "
-                              f"images; the evaluation set has {len(by_id)}")
+    _too_few(len(by_id), "with two images")
+    count = min(identities, len(by_id))
     pool = np.array(sorted(by_id))
-    all_features = _tensor(features, device)
-    curves = []
+    draws = []
     for repeat in range(repeats):
         rng = np.random.default_rng([seed, repeat])
-        chosen = np.sort(rng.choice(pool, size=identities, replace=False))
+        chosen = np.sort(rng.choice(pool, size=count, replace=False))
         query, gallery = [], []
         for pid in chosen:
             members = by_id[int(pid)]
@@ -197,11 +233,37 @@ def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: 
                 others = members[members != a]
             query.append(a)
             gallery.append(rng.choice(others))
-        curves.append(_single_shot_cmc(all_features[query], all_features[gallery], chosen,
-                                       chosen, identities))
-    curves = np.stack(curves)
-    return CMCResult(cmc=curves.mean(0), cmc_std=curves.std(0), queries=identities,
-                     extra={"repeats": repeats, "identities": identities, "seed": seed})
+        draws.append((chosen, query, gallery))
+    return count, draws
+
+
+def camera_pairs(ids, cams, drawable) -> dict[tuple[int, int], np.ndarray]:
+    """Every ordered pair of cameras (query, gallery) with the ids that both have seen."""
+    seen = {int(c): set(np.unique(ids[drawable & (cams == c)]).tolist())
+            for c in np.unique(cams[drawable])}
+    return {(a, b): np.array(sorted(seen[a] & seen[b])) for a in seen for b in seen if a != b}
+
+
+def _apart_draws(ids, cams, drawable, identities, repeats, seed):
+    """(ids used, draws) with each repeat's queries from one camera and gallery from another."""
+    pairs = camera_pairs(ids, cams, drawable)
+    most = max((len(shared) for shared in pairs.values()), default=0)
+    _too_few(most, "seen by two cameras")
+    count = min(identities, most)
+    turns = sorted(pair for pair, shared in pairs.items() if len(shared) >= count)
+    if len(turns) > 2:  # many cameras: a seeded order, so 10 repeats do not all start at cam 1
+        turns = [turns[i] for i in np.random.default_rng([seed, 1 << 20]).permutation(len(turns))]
+    draws = []
+    for repeat in range(repeats):
+        rng = np.random.default_rng([seed, repeat])
+        query_cam, gallery_cam = turns[repeat % len(turns)]
+        chosen = np.sort(rng.choice(pairs[(query_cam, gallery_cam)], size=count, replace=False))
+        query = [rng.choice(np.flatnonzero(drawable & (ids == pid) & (cams == query_cam)))
+                 for pid in chosen]
+        gallery = [rng.choice(np.flatnonzero(drawable & (ids == pid) & (cams == gallery_cam)))
+                   for pid in chosen]
+        draws.append((chosen, query, gallery))
+    return count, draws
 
 
 def _other_camera_single_shot(features, ids, cams, repeats: int, seed: int, max_rank: int,
@@ -241,7 +303,7 @@ def _other_camera_single_shot(features, ids, cams, repeats: int, seed: int, max_
     all_ranks = np.concatenate(ranks)
     max_rank = min(max_rank, shortest)
     curves = (all_ranks[:, :, None] <= np.arange(1, max_rank + 1)).mean(0)  # (repeats, ranks)
-    return CMCResult(cmc=curves.mean(0), cmc_std=curves.std(0), queries=len(all_ranks),
+    return CMCResult(cmc=curves.mean(0), cmc_std=_sample_std(curves), queries=len(all_ranks),
                      extra={"repeats": repeats, "seed": seed})
 
 

@@ -29,6 +29,7 @@ def dataset_features(checkpoint: str, dataset, device: torch.device | None = Non
                      workers: int = 0) -> dict[str, np.ndarray]:
     """Query and gallery features of a dataset, with ids and cameras, from a checkpoint; the
     input size is the one the model was trained at."""
+    from synthreid.evaluate.features import dataset_labels
     from synthreid.reid.checkpoint import load_checkpoint, model_from_checkpoint
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -41,7 +42,4 @@ def dataset_features(checkpoint: str, dataset, device: torch.device | None = Non
         records = getattr(dataset, split)
         arrays[f"{split}_features"] = extract_features(model, records, height, width, device,
                                                        workers=workers)
-        arrays[f"{split}_ids"] = np.array([r.pid for r in records])
-        arrays[f"{split}_cams"] = np.array([r.camid for r in records])
-    arrays["ignore_ids"] = np.array(dataset.distractor_ids, dtype=np.int64)
-    return arrays
+    return arrays | dataset_labels(dataset)

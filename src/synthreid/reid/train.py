@@ -63,6 +63,7 @@ class Source:
     distractor_ids: tuple[int, ...]
     loader: DataLoader
     head: str
+    pseudo_cameras: bool = False  # the thesis protocol keeps real cameras apart, not these
 
 
 def _loader(records: list[ImageRecord], config: TrainConfig, seed: int, rank: int,
@@ -114,7 +115,7 @@ class Trainer:
             head = "joint" if config.joint_head else f"d{i}"
             loader = _loader(train, config, config.seed + i, self.rank, self.world)
             self.sources.append(Source(dataset.name, train, held, dataset.distractor_ids,
-                                       loader, head))
+                                       loader, head, dataset.pseudo_cameras))
         classes: dict[str, int] = {}
         for source in self.sources:
             classes[source.head] = max(classes.get(source.head, 0),
@@ -238,12 +239,12 @@ class Trainer:
                                         self.config.augment.width, self.device)
             ids = np.array([r.pid for r in source.validation])
             cams = np.array([r.camid for r in source.validation])
-            people = protocols.people_count(ids, source.distractor_ids)
             try:
                 results.append(protocols.thesis(
-                    features, ids, cams, identities=min(self.config.validation_ids, people),
+                    features, ids, cams, identities=self.config.validation_ids,
                     repeats=self.config.validation_repeats, seed=self.config.seed,
-                    ignore_ids=source.distractor_ids, device=self.device))
+                    ignore_ids=source.distractor_ids, device=self.device,
+                    cameras="mixed" if source.pseudo_cameras else "apart"))
             except EvaluationError as error:
                 raise ReidError(f"validation on {source.name}: {error}") from None
         return results
@@ -304,6 +305,8 @@ class Trainer:
                  "epoch": epoch, "best_score": self.best, "history": self.history,
                  "train_config": self.config.model_dump(mode="json"),
                  "augmentations": self.config.augment.used()}
-        save_checkpoint(state, self.out / "last.pt")
+        # best.pt first: a kill between the two writes must not leave last.pt recording a best
+        # score whose weights were never written.
         if best:
             save_checkpoint(state, self.out / "best.pt")
+        save_checkpoint(state, self.out / "last.pt")
