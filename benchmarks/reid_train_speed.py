@@ -70,7 +70,7 @@ def loop_rate(backbone: str, batch: int, batches: int, workers: int, root: Path)
     config = TrainConfig(out=str(root / f"run-{backbone}"), model=ModelArgs(backbone=backbone),
                          augment=Augment(height=256, width=128, erasing=0.5), epochs=2,
                          batch_size=batch, workers=workers, warmup_epochs=0,
-                         validation_repeats=1)
+                         milestones=[], validation_repeats=1)
     trainer = Trainer(config, [dataset])
     trainer.train_epoch(0)  # warm-up epoch: loader workers start, kernels are chosen
     return trainer.train_epoch(1)["images_per_s"]

@@ -280,3 +280,50 @@ def test_preset_files_are_experiment_rows_named_by_their_stem(tmp_path):
     alone = load_experiment_config(write_config(
         tmp_path / "alone", tmp_path / "real", refiners={"methods": {}}, finetune=[], mixed=[]))
     assert plan_experiment(alone, tmp_path).stages[0].key == stages["generate-IV"].key
+
+
+def _decays(config) -> bool:
+    return config.schedule == "cosine" or all(m < config.epochs for m in config.milestones)
+
+
+@pytest.mark.parametrize("name", ["small.yaml", "levers.yaml", "thesis.yaml"])
+def test_every_shipped_experiment_schedules_decays_that_happen(name):
+    from synthreid.reid.config import load_train_config
+
+    config = load_experiment_config(REPO / "experiments" / name)
+    kinds = config.model_settings()
+    assert "reid.settings" in kinds and (not config.finetune or "reid.finetune" in kinds)
+    for where, overrides in kinds.items():
+        train = load_train_config(recipe=config.reid.recipe, overrides=overrides)
+        assert _decays(train), f"{name}: {where}: milestones {train.milestones}, epochs {train.epochs}"
+
+
+@pytest.mark.parametrize("recipe", ["modern", "openreid"])
+def test_every_recipe_schedules_decays_that_happen(recipe):
+    from synthreid.reid.config import load_train_config
+
+    assert _decays(load_train_config(recipe=recipe))
+
+
+def test_a_milestone_past_the_last_epoch_is_refused(tmp_path):
+    from synthreid.reid.config import load_train_config
+
+    path = write_config(tmp_path, tmp_path / "real", finetune=["generated-IV"], mixed=[],
+                        reid={**TINY["reid"], "finetune": {"epochs": 5}})
+    with pytest.raises(ConfigError, match=r"tiny\.yaml: reid\.finetune: milestones: \[6\] at "
+                                          r"or past the last epoch \(epochs: 5"):
+        load_experiment_config(path)
+    with pytest.raises(ConfigError, match=r"milestones: \[40\] at or past the last epoch"):
+        load_train_config(overrides={"epochs": 30})
+    assert load_train_config(overrides={"epochs": 30, "schedule": "cosine"}).epochs == 30
+
+
+def test_stage_settings_are_checked_when_the_experiment_loads(tmp_path):
+    real = tmp_path / "real"
+    typo = write_config(tmp_path / "a", real, reid={"settings": {"epochz": 3}})
+    with pytest.raises(ConfigError, match=r"tiny\.yaml: reid\.settings\.epochz: "):
+        load_experiment_config(typo)
+    refiner = write_config(tmp_path / "b", real, refiners={**TINY["refiners"],
+                                                           "settings": {"iterations": 0}})
+    with pytest.raises(ConfigError, match=r"tiny\.yaml: refiners\.settings\.iterations: "):
+        load_experiment_config(refiner)

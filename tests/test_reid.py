@@ -80,6 +80,8 @@ def small_config(out, **overrides):
     fields = dict(out=str(out), model=ModelArgs(embedding=64), augment=SIZE, epochs=6, lr=0.05,
                   warmup_epochs=1, milestones=[5], batch_size=32, workers=0,
                   validation_repeats=5, seed=1)
+    if "epochs" in overrides and "milestones" not in overrides:
+        fields["milestones"] = []  # a constant rate after the warm-up: no decay to place
     return TrainConfig(**{**fields, **overrides})
 
 
@@ -365,7 +367,8 @@ torch.set_num_threads(1)
 shapes, other, out = sys.argv[1:4]
 config = TrainConfig(out=out, model=ModelArgs(embedding=32), epochs=4, batch_size=8,
                      augment=Augment(height=32, width=16, pad=2), workers=0,
-                     validation_repeats=1, warmup_epochs=0, mix_ratio=1, early_stop=1)
+                     validation_repeats=1, warmup_epochs=0, milestones=[], mix_ratio=1,
+                     early_stop=1)
 datasets = [read_dataset("synthetic", shapes),
             read_dataset("folders", other, split=IdSplit(count=5, seed=0))]
 trainer = Trainer(config, datasets)

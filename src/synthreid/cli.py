@@ -265,7 +265,7 @@ def _train_overrides(given: dict) -> dict:
                 "brightness": value, "contrast": value, "saturation": value}
         elif key == "hue":
             overrides.setdefault("augment", {}).setdefault("colour_jitter", {})["hue"] = value
-        elif key == "data":
+        elif key in ("data", "milestones"):
             overrides[key] = list(value) or None
         else:
             overrides[key] = str(value) if isinstance(value, Path) else value
@@ -294,6 +294,9 @@ def reid_train(
     epochs: int = typer.Option(None), lr: float = typer.Option(None),
     optimizer: str = typer.Option(None, help="sgd | adam"),
     schedule: str = typer.Option(None, help="step | cosine"),
+    milestones: list[int] = typer.Option(None, "--milestone",
+                                         help="step schedule: an epoch (from 0) where the rate "
+                                         "drops by gamma; repeat for more"),
     batch_size: int = typer.Option(None), p: int = typer.Option(None), k: int = typer.Option(None),
     height: int = typer.Option(None, help="input height (default: per backbone)"),
     width: int = typer.Option(None, help="input width (default: per backbone)"),

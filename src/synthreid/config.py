@@ -520,9 +520,10 @@ def validate_model(model: type[M], data: dict[str, Any], source: object = "confi
         return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        field = ".".join(str(part) for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {field}: {message}") from None
+        # A whole-model check names its own fields in its message.
+        raise ConfigError(f"{source}: {field + ': ' if field else ''}{message}") from None
 
 
 def differing_keys(saved: dict[str, Any], asked: dict[str, Any],

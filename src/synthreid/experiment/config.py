@@ -6,9 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from synthreid.config import ALL_PRESETS, PRESET_NAMES, Strict, read_yaml, validate_model
+from synthreid.config import (
+    ALL_PRESETS,
+    PRESET_NAMES,
+    Strict,
+    deep_merge,
+    read_yaml,
+    validate_model,
+)
 from synthreid.errors import ConfigError
 from synthreid.evaluate import PROTOCOLS
 
@@ -99,13 +106,52 @@ class ExperimentConfig(Strict):
             raise ValueError(f"evaluation.standard: expected one of {', '.join(PROTOCOLS)}")
         if (self.db is None) != (self.storage is None):
             raise ValueError("db and storage: give both (a farm) or neither (local)")
+        self._check_stage_settings()
         return self
+
+    def model_settings(self) -> dict[str, dict[str, Any]]:
+        """Each kind of model's `reid train` overrides, by the config fields they come from."""
+        base = {**self.reid.settings, "seed": self.seed, "out": "run"}
+        kinds = {"reid.settings": {**base, "data": ["generated"]}}
+        if self.real:
+            kinds["reid.real"] = deep_merge(base, {**self.reid.real, "data": ["real"]})
+        if self.finetune:
+            kinds["reid.finetune"] = deep_merge(base, {**self.reid.finetune, "data": ["real"],
+                                                       "init": "model.pt"})
+        if self.mixed:
+            kinds["mixed"] = {**base, "data": ["real", "generated"]}
+        return kinds
+
+    def _check_stage_settings(self) -> None:
+        """Build every stage's typed settings now, so a typo stops the experiment before it
+        renders, not hours later when its stage comes."""
+        from synthreid.refine.config import RefinerConfig
+        from synthreid.reid.config import TrainConfig, recipe_fields
+
+        for where, overrides in self.model_settings().items():
+            _check_fields(TrainConfig, deep_merge(recipe_fields(self.reid.recipe), overrides),
+                          where)
+        for preset, methods in self.refiners.methods.items():
+            for method in methods:
+                _check_fields(RefinerConfig, {**self.refiners.settings, "method": method,
+                                              "source": "generated", "target": "real",
+                                              "out": "refiner"}, "refiners.settings")
 
     def synthetic_models(self) -> list[str]:
         names = [f"generated-{preset_label(p)}" for p in self.presets]
         for preset in map(preset_label, self.presets):
             names += [f"refined-{preset}-{m}" for m in self.refiners.methods.get(preset, [])]
         return names
+
+
+def _check_fields(model, data: dict[str, Any], where: str) -> None:
+    try:
+        model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{where}{'.' + field if field else ''}: {message}") from None
 
 
 def preset_label(entry: str) -> str:

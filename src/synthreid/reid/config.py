@@ -65,6 +65,12 @@ class TrainConfig(Strict):
             raise ValueError("pretrained: only the resnet50 backbone loads ImageNet weights")
         if len(self.data) > 2:
             raise ValueError("data: train on one dataset, or mix exactly two")
+        late = [m for m in self.milestones if m >= self.epochs]
+        if self.schedule == "step" and late:
+            # A decay that never happens trains the whole run at the peak rate, unnoticed.
+            raise ValueError(f"milestones: {late} at or past the last epoch (epochs: "
+                             f"{self.epochs}, counted from 0); the learning rate would never "
+                             f"decay there")
         if self.data and self.select_on >= len(self.data):
             raise ValueError(f"select_on: {self.select_on} names no dataset of {len(self.data)}")
         if self.augment.height is None or self.augment.width is None:
