@@ -191,6 +191,9 @@ def test_mixed_training_alternates_and_validates_on_both_sets(shapes, tmp_path):
                                     validation_ids=6), [shapes, other])
     heads = [head for head, _, _ in separate._batches(0)]
     assert heads[:6] == ["d0", "d0", "d1", "d0", "d0", "d1"]
+    # One epoch is one pass over the first set, however small the second: all of its batches.
+    first, second = (separate.sources[i].loader.sampler.batches() for i in (0, 1))
+    assert heads.count("d0") == first and heads.count("d1") == first // 2 > second
     assert set(separate.model.g) == {"d0", "d1"}
     held, trained = separate.sources[1].validation, separate.sources[1].records
     assert len({r.pid for r in held}) == 5 and len({r.path for r in held + trained}) == 25 * 4
@@ -411,10 +414,10 @@ def test_distributed_training_with_two_datasets_keeps_ranks_in_step(shapes, tmp_
     lines = sorted(re.findall(r"rank (\d) epochs (\d) images (.*) heads (.*)", result.stdout))
     assert [rank for rank, *_ in lines] == ["0", "1"]
     # 240 + 80 training images in batches of 8: 30 + 10 batches an epoch, split over 2 ranks;
-    # alternating d0, d1, ..., an epoch ends when the second set's 5 batches a rank run out,
-    # after the 6th of the first set.
+    # alternating d0, d1, ..., an epoch is one pass over the first set (15 batches a rank),
+    # the second set's 5 batches a rank cycling three times.
     for _, epochs, images, heads in lines:
         assert epochs == "2"  # the score fell after epoch 0, so epoch 1 was the last
-        assert images == "{'d0': 96, 'd1': 80}"  # 6 + 5 batches of 8 an epoch, 2 epochs
+        assert images == "{'d0': 240, 'd1': 240}"  # 15 + 15 batches of 8 an epoch, 2 epochs
         assert heads == "['d0.weight', 'd1.weight']"
     assert (tmp_path / "ddp" / "best.pt").exists()

@@ -183,19 +183,30 @@ class Trainer:
 
     def _batches(self, epoch: int):
         """This rank's batches of all sources: `mix_ratio` of the first per one of the second.
-        Every rank holds the same number of batches of each source (the samplers shard whole
-        batches), so all ranks step together, through the same heads."""
-        iterators = []
-        for source in self.sources:
-            source.loader.sampler.set_epoch(epoch)
-            iterators.append(iter(source.loader))
+        An epoch is one pass over the first source (the real set, in a mixed experiment); the
+        second cycles, reshuffled at each pass, so a small synthetic set never cuts the real
+        epoch short. Every rank holds the same number of batches of each source (the samplers
+        shard whole batches), so all ranks step together, through the same heads."""
+        passes = [0] * len(self.sources)
+
+        def start(index: int):
+            # A distinct shuffle for every (epoch, pass), the same after a resume.
+            self.sources[index].loader.sampler.set_epoch(epoch + passes[index] *
+                                                         self.config.epochs)
+            return iter(self.sources[index].loader)
+
+        iterators = [start(i) for i in range(len(self.sources))]
         pattern = [0] * self.config.mix_ratio + [1] if len(iterators) == 2 else [0]
         for step in itertools.count():
             index = pattern[step % len(pattern)]
             try:
                 images, labels = next(iterators[index])
             except StopIteration:
-                return
+                if index == 0:
+                    return
+                passes[index] += 1
+                iterators[index] = start(index)
+                images, labels = next(iterators[index])
             yield self.sources[index].head, images, labels
 
     def train_epoch(self, epoch: int, progress=None) -> dict:
