@@ -12,8 +12,8 @@ from synthreid.datasets import read_dataset
 from synthreid.errors import RefineError
 from synthreid.refine import losses
 from synthreid.refine.config import RefinerConfig
-from synthreid.refine.cut import patch_nce
-from synthreid.refine.networks import PatchDiscriminator, ResnetGenerator
+from synthreid.refine.cut import encode, nce_layers, patch_nce
+from synthreid.refine.networks import PatchDiscriminator, ResidualBlock, ResnetGenerator
 from synthreid.refine.pool import ImagePool
 from synthreid.refine.train import RefinerTrainer
 
@@ -108,6 +108,25 @@ def test_patch_nce_is_infonce_over_the_images_other_patches():
     assert swapped.item() > 10 * same.item()
 
 
+@pytest.mark.parametrize("blocks", [6, 9])
+def test_cut_reads_the_reference_layers_by_role(blocks):
+    generator = ResnetGenerator(ngf=8, blocks=blocks)
+    layers = list(generator.model)
+    picked = nce_layers(generator)
+    assert list(picked) == ["input", "downsampling 1", "downsampling 2", "residual block 1",
+                            "residual block 5"]
+    assert isinstance(layers[picked["input"]], torch.nn.ReflectionPad2d)
+    for role in ("downsampling 1", "downsampling 2"):
+        assert isinstance(layers[picked[role]], torch.nn.Conv2d)
+        assert layers[picked[role]].stride == (2, 2)
+    blocks_at = [i for i, layer in enumerate(layers) if isinstance(layer, ResidualBlock)]
+    assert picked["residual block 1"] == blocks_at[0] and picked["residual block 5"] == blocks_at[4]
+    # All in the encoder: nothing after the last residual block (the decoder) is read.
+    assert max(picked.values()) <= blocks_at[-1]
+    features = encode(generator, torch.zeros(1, 3, 32, 16))
+    assert [f.shape[1] for f in features] == [3, 16, 32, 32, 32]
+
+
 def test_cut_learns_the_toy_translation_with_one_generator(domains, tmp_path):
     trainer = RefinerTrainer(toy_config(domains, tmp_path / "cut", method="cut", iterations=120))
     a, _ = trainer.a.load(list(range(len(trainer.a.records))))
@@ -180,7 +199,14 @@ def test_ptgan_needs_masks_and_trains_with_them(domains, tmp_path):
     trainer = RefinerTrainer(toy_config(domains, tmp_path / "pt", method="ptgan", iterations=4,
                                         log_every=2))
     trainer.fit()
-    assert "masked_A" in trainer.history[0] and "masked_B" in trainer.history[0]
+    # The paper's generator loss: adversarial + cycle + masked identity, no unmasked identity.
+    assert {k for k in trainer.history[0] if not k.startswith("D_") and k in (
+        "gan_G", "gan_F", "cycle_A", "cycle_B", "identity_A", "identity_B", "masked_A",
+        "masked_B")} == {"gan_G", "gan_F", "cycle_A", "cycle_B", "masked_A", "masked_B"}
+    asked = RefinerTrainer(toy_config(domains, tmp_path / "pt-id", method="ptgan",
+                                      identity_weight=0.5))
+    assert "identity_A" in asked.step(0)  # still there when asked for
+    assert "identity_A" in RefinerTrainer(toy_config(domains, tmp_path / "cg")).step(0)
     red, _ = domains
     bare = tmp_path / "bare"  # the same images without their masks/ folder
     bare.mkdir()

@@ -422,7 +422,8 @@ def refiner_train(
     iterations: int = typer.Option(20000), blocks: int = typer.Option(6, help="6 or 9"),
     batch_size: int = typer.Option(1), lr: float = typer.Option(2e-4),
     mask_weight: float = typer.Option(10.0, help="PTGAN: weight of the masked identity loss"),
-    identity_weight: float = typer.Option(0.5, help="identity mapping, times the cycle weight"),
+    identity_weight: float = typer.Option(None, help="identity mapping, times the cycle weight "
+                                          "(default 0.5; PTGAN: 0, its masked term replaces it)"),
     sample_every: int = typer.Option(500), checkpoint_every: int = typer.Option(500),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="continue the run in --out (same settings)"),

@@ -27,7 +27,9 @@ class RefinerConfig(Strict):
     lr: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)
     cycle_weight: float = Field(10.0, ge=0)  # lambda of eq. 2.6-2.7
-    identity_weight: float = Field(0.5, ge=0)  # times cycle_weight, as in the reference
+    # CycleGAN's unmasked identity term, times cycle_weight (0.5 in the reference). None: 0.5
+    # for CycleGAN, 0 for PTGAN, whose paper replaces it by the masked identity term.
+    identity_weight: float | None = Field(None, ge=0)
     mask_weight: float = Field(10.0, ge=0)  # PTGAN's masked identity loss (eq. 2.9, L1)
     nce_weight: float = Field(1.0, ge=0)  # CUT: PatchNCE between a and G(a)
     nce_identity: bool = True  # CUT: PatchNCE between b and G(b) too
@@ -43,4 +45,6 @@ class RefinerConfig(Strict):
         if self.height % 4 or self.width % 4:
             raise ValueError(f"height and width must be multiples of 4 (two stride-2 stages), "
                              f"got {self.height}x{self.width}")
+        if self.identity_weight is None:
+            object.__setattr__(self, "identity_weight", 0.0 if self.method == "ptgan" else 0.5)
         return self

@@ -2,8 +2,11 @@
 G(a) must be more like the patch of a at the same place than like any other patch of a (PatchNCE
 on features of G's own encoder), so G keeps the content where it changes the style.
 
-Layers 0, 4, 8, 12 and 16 of the ResNet generator (the reference's `nce_layers`), 256 patches a
-layer, a two-layer MLP head per layer onto 256-d unit vectors, temperature 0.07."""
+The layers read are those the reference's `nce_layers` 0,4,8,12,16 pick in its generator, named
+by role so they hold for ours (which has no antialiasing layers, so the same indices would land
+elsewhere, on the decoder with 6 blocks): the padded input image, the two downsampling
+convolutions, and the first and fifth residual blocks (the last one when there are fewer).
+256 patches a layer, a two-layer MLP head per layer onto 256-d unit vectors, temperature 0.07."""
 
 from __future__ import annotations
 
@@ -12,12 +15,28 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-NCE_LAYERS = (0, 4, 8, 12, 16)
+from synthreid.refine.networks import ResidualBlock
+
+NCE_ROLES = ("input", "downsampling 1", "downsampling 2", "residual block 1",
+             "residual block 5")
 
 
-def encode(generator: nn.Module, images: torch.Tensor,
-           layers: tuple[int, ...] = NCE_LAYERS) -> list[torch.Tensor]:
-    """Feature maps of G's sequential layers `layers` (its encoder half)."""
+def nce_layers(generator: nn.Module) -> dict[str, int]:
+    """Which of G's sequential layers PatchNCE reads, by role (see the module's docstring)."""
+    layers = list(generator.model)
+    downsampling = [i for i, layer in enumerate(layers)
+                    if isinstance(layer, nn.Conv2d) and layer.stride == (2, 2)]
+    blocks = [i for i, layer in enumerate(layers) if isinstance(layer, ResidualBlock)]
+    if len(downsampling) != 2 or not blocks:
+        raise ValueError("CUT needs a ResNet generator with two downsampling convolutions "
+                         "and residual blocks")
+    picked = [0, *downsampling, blocks[0], blocks[min(4, len(blocks) - 1)]]
+    return dict(zip(NCE_ROLES, picked))
+
+
+def encode(generator: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """Feature maps of G's PatchNCE layers (all in its encoder half), in role order."""
+    layers = set(nce_layers(generator).values())
     features, x = [], images
     for index, layer in enumerate(generator.model):
         x = layer(x)
@@ -81,4 +100,4 @@ def nce_loss(generator: nn.Module, projector: PatchProjector, source: torch.Tens
     queries = encode(generator, translated)
     ids = patch_ids(keys, rng)
     pairs = zip(projector(queries, ids), projector(keys, ids))
-    return sum(patch_nce(q, k) for q, k in pairs) / len(NCE_LAYERS)
+    return sum(patch_nce(q, k) for q, k in pairs) / len(keys)

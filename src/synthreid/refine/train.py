@@ -3,8 +3,11 @@ images (domain A) to the real camera domain B, F maps back; D_B tells real B ima
 D_A tells A images from F(b).
 
     L = L_GAN(G, D_B) + L_GAN(F, D_A) + lambda (|F(G(a)) - a|_1 + |G(F(b)) - b|_1)   (2.6-2.7)
-        + 0.5 lambda (|G(b) - b|_1 + |F(a) - a|_1)                       (identity mapping)
+        + 0.5 lambda (|G(b) - b|_1 + |F(a) - a|_1)              (identity mapping, CycleGAN)
         + mu (|(G(a) - a) M(a)|_1 + |(F(b) - b) M(b)|_1)                  (PTGAN, eq. 2.9)
+
+PTGAN's generator loss is its paper's: adversarial + cycle + masked identity; the unmasked
+identity term is off unless `identity_weight` asks for it.
 
 Least-squares GAN losses, a pool of 50 past fakes per discriminator, Adam 2e-4 (0.5, 0.999),
 constant then linearly decayed to zero. CUT (`cut.py`) replaces F, D_A and the cycle with
