@@ -224,6 +224,27 @@ def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
             "evaluate-finetuned-refined-IV-ptgan-on-real"} <= moved
 
 
+def test_a_code_version_bump_reruns_the_stages_it_computes(tmp_path, monkeypatch):
+    """A fix that changes what a kind of stage computes (a corrected protocol, a refiner's loss)
+    bumps its code version: those stages and what follows them get new keys (new folders, so
+    they run again); the rest keep theirs."""
+    from synthreid.experiment import stages
+    from synthreid.experiment.matrix import plan_experiment
+
+    config = load_experiment_config(write_config(tmp_path, tmp_path / "real"))
+    base = {s.name: s.key for s in plan_experiment(config, tmp_path).stages}
+    monkeypatch.setitem(stages.CODE_VERSIONS, "evaluate", stages.CODE_VERSIONS["evaluate"] + 1)
+    keys = {s.name: s.key for s in plan_experiment(config, tmp_path).stages}
+    assert {n for n in base if keys[n] != base[n]} == {n for n in base if n.startswith("evaluate-")}
+    monkeypatch.setitem(stages.CODE_VERSIONS, "refine-ptgan",
+                        stages.CODE_VERSIONS["refine-ptgan"] + 1)
+    moved = {n for n, key in ((s.name, s.key) for s in plan_experiment(config, tmp_path).stages)
+             if key != keys[n]}
+    assert "refine-IV-cyclegan" not in moved and "generate-IV" not in moved
+    assert {"refine-IV-ptgan", "model-refined-IV-ptgan", "model-finetuned-refined-IV-ptgan",
+            "evaluate-refined-IV-ptgan-on-real"} <= moved
+
+
 def test_bad_experiment_configs_are_one_line(tmp_path):
     for changes, expected in [({"presets": ["V"]}, "presets"),
                               ({"finetune": ["generated-II"]}, "finetune"),
@@ -286,7 +307,7 @@ def _decays(config) -> bool:
     return config.schedule == "cosine" or all(m < config.epochs for m in config.milestones)
 
 
-@pytest.mark.parametrize("name", ["small.yaml", "levers.yaml", "thesis.yaml"])
+@pytest.mark.parametrize("name", ["small.yaml", "small-iv.yaml", "levers.yaml", "thesis.yaml"])
 def test_every_shipped_experiment_schedules_decays_that_happen(name):
     from synthreid.reid.config import load_train_config
 

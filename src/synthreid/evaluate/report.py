@@ -11,6 +11,7 @@ from synthreid import atomic
 from synthreid.evaluate.protocols import CMCResult
 
 RANKS = (1, 5, 10, 20)
+NO_VALUE = {"mAP": "–", "mINP": "–"}  # a protocol without mAP shows a dash, never 0.0
 
 
 def table_rows(results: dict[str, CMCResult]) -> list[dict[str, str]]:
@@ -36,7 +37,8 @@ def markdown(results: dict[str, CMCResult]) -> str:
     rows = table_rows(results)
     header = list(dict.fromkeys(k for row in rows for k in row))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row.get(k, "") for k in header) + " |" for row in rows]
+    lines += ["| " + " | ".join(row.get(k, NO_VALUE.get(k, "")) for k in header) + " |"
+              for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -51,6 +51,9 @@ class Reid(Strict):
 class Evaluation(Strict):
     repeats: int = Field(10, ge=1)  # draws of the thesis' 100-id single-shot protocol
     standard: str | None = "market"  # the dataset's standard protocol; None: none
+    # More protocols scored on the real test ids, for comparison (e.g. thesis-mixed, the
+    # thesis draw that ignores real cameras).
+    compare: list[str] = Field(default_factory=list)
     seed: int = Field(0, ge=0)
 
 
@@ -104,6 +107,9 @@ class ExperimentConfig(Strict):
                                      f"(known: {', '.join(sorted(known))})")
         if self.evaluation.standard is not None and self.evaluation.standard not in PROTOCOLS:
             raise ValueError(f"evaluation.standard: expected one of {', '.join(PROTOCOLS)}")
+        unknown = [p for p in self.evaluation.compare if p not in PROTOCOLS]
+        if unknown:
+            raise ValueError(f"evaluation.compare: {unknown} not among {', '.join(PROTOCOLS)}")
         if (self.db is None) != (self.storage is None):
             raise ValueError("db and storage: give both (a farm) or neither (local)")
         self._check_stage_settings()

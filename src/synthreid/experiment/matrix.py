@@ -277,17 +277,20 @@ class Experiment:
         spec = {"real": self.config.real, "second": self.config.second_real}.get(settings["on"])
         if settings["on"] == "own":
             spec = self._result(stage.inputs[1])["dataset"]
+        dataset = open_dataset(spec)
         if settings.get("descriptor"):
-            arrays = descriptor_features(settings["descriptor"], open_dataset(spec))
+            arrays = descriptor_features(settings["descriptor"], dataset)
         else:
-            arrays = dataset_features(self._result(stage.inputs[0])["checkpoint"],
-                                      open_dataset(spec))
+            arrays = dataset_features(self._result(stage.inputs[0])["checkpoint"], dataset)
         protocols = ["thesis"] + ([settings["standard"]] if settings["standard"] else [])
+        if settings["on"] == "real":
+            protocols += [p for p in settings.get("compare", []) if p not in protocols]
         scores = {protocol: evaluate_arrays(arrays, protocol, repeats=settings["repeats"],
                                             seed=settings["seed"]) for protocol in protocols}
         for protocol, score in scores.items():
             stage.log(f"{protocol}: rank-1 {100 * score.rank(1):.1f}%")
-        return {"dataset": spec, "scores": json.loads(to_json(scores))}
+        return {"dataset": spec, "dataset_name": dataset.name,
+                "scores": json.loads(to_json(scores))}
 
 
 def _dataset_spec(spec: str) -> dict[str, Any]:

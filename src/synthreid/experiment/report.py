@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from PIL import Image
 from synthreid import atomic
 from synthreid.evaluate.protocols import CMCResult
 from synthreid.evaluate.report import plot_cmc
-from synthreid.experiment.stages import Stage, versions
+from synthreid.experiment.stages import Stage
 from synthreid.experiment.thesis import RANKS, THESIS_CMC
 
 
@@ -45,7 +44,7 @@ Block = tuple[str, str] | Table | Picture  # ("h2" | "p" | "pre", text), a table
 def cmc_result(stored: dict) -> CMCResult:
     """A CMCResult back from the JSON an evaluate stage keeps."""
     extra = {k: v for k, v in stored.items()
-             if k not in ("cmc", "cmc_std", "mAP", "mINP", "queries", "cmc_area")}
+             if k not in ("cmc", "cmc_std", "mAP", "mINP", "queries", "cmc_area", "cuhk03")}
     std = stored.get("cmc_std")
     return CMCResult(np.asarray(stored["cmc"]), None if std is None else np.asarray(std),
                      stored.get("mAP"), stored.get("mINP"), stored.get("queries", 0), extra)
@@ -61,6 +60,23 @@ def _cell(result: CMCResult, rank: int) -> str:
 def _thesis(name: str) -> str:
     numbers = THESIS_CMC.get(name)
     return " / ".join(f"{v:.1f}" for v in numbers) if numbers else "-"
+
+
+def _map(result: CMCResult) -> str:
+    """A protocol without mAP (single-shot draws) shows a dash, never 0.0."""
+    return "–" if result.mAP is None else f"{100 * result.mAP:.1f}"
+
+
+# The thesis' figures came from Open-ReID's CUHK03 CMC on CUHK03's 100 test ids.
+THESIS_PROTOCOL = "cuhk03-openreid"
+THESIS_COLUMN = "thesis, CUHK03 (Open-ReID CMC): R1 / R5 / R10 / R20"
+CMC_AREA = ("CMC area: the sum of the CMC over all ranks (1 to the number of ids drawn), the "
+            "thesis' validation score; chance is (ids + 1) / 2, a perfect model scores the "
+            "number of ids.")
+
+
+def _on_cuhk03(results: dict[str, dict], stage_name: str) -> bool:
+    return str(results[stage_name].get("dataset_name", "")).startswith("cuhk03")
 
 
 GROUPS = (  # (title, which evaluate stages, which models)
@@ -80,11 +96,14 @@ TEST_IDS = {"real": "real", "own": "own export", "second": "second real"}
 
 
 def _scores(stages: list[Stage], results: dict[str, dict], on: str) -> dict[str, dict]:
+    """{model: {protocol: stored score}} of the evaluate stages on `on`; each stored score
+    carries `cuhk03` (the evaluated set is CUHK03) for the thesis column."""
     found = {}
     for stage in stages:
         if stage.kind == "evaluate" and stage.settings["on"] == on and stage.name in results:
             model = stage.name.removeprefix("evaluate-").removesuffix(f"-on-{on}")
-            found[model] = results[stage.name]["scores"]
+            found[model] = {protocol: {**score, "cuhk03": _on_cuhk03(results, stage.name)}
+                            for protocol, score in results[stage.name]["scores"].items()}
     return found
 
 
@@ -110,14 +129,24 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
         for model, result in thesis_results.items():
             rows.append([model] + [_cell(result, k) for k in RANKS] + [f"{result.area:.1f}"])
         if on == "real":
-            header.append("thesis R1 / R5 / R10 / R20")
+            header.append(THESIS_COLUMN)
             rows[0].append(_thesis("chance"))
             for row in rows[1:]:
                 row.append(_thesis(row[0]))
+        first = next(iter(thesis_results.values())).extra
+        cameras = ("queries from one camera, gallery from another" if first.get("cameras") ==
+                   "apart" else "any two cameras (pseudo-cameras)")
         blocks += [("h2", title), Table(title, header, rows),
                    ("p", f"Thesis protocol: {identities} ids, one query and one gallery image "
-                         f"each, {next(iter(thesis_results.values())).extra.get('repeats')} "
-                         f"repeats (mean ± standard deviation); ties count against the match.")]
+                         f"each ({cameras}); mean ± sample standard deviation over "
+                         f"{first.get('repeats')} draws of ids, of one trained model; ties "
+                         f"count against the match.")]
+        if number == 1 or not any(isinstance(b, tuple) and b[1] == CMC_AREA for b in blocks):
+            blocks.append(("p", CMC_AREA))
+        if on == "real" and not any(s["thesis"]["cuhk03"] for s in scores.values()):
+            blocks.append(("p", "The thesis column holds the thesis' figures on CUHK03 (Open-ReID's "
+                                "CMC, 100 test ids), not on this dataset: they are there for "
+                                "shape, not for equality."))
         picture = plot_cmc(thesis_results, figures / f"cmc-{number}.png", max_rank=50,
                            title=title.split(":")[0])
         blocks.append(Picture(picture, f"CMC, {title.split(':')[0]}"))
@@ -126,13 +155,19 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
                 if protocol != "thesis" and (model, on, protocol) not in listed:
                     listed.add((model, on, protocol))
                     result = cmc_result(score)
+                    same = protocol == THESIS_PROTOCOL and score["cuhk03"] and on == "real"
                     standard_rows.append([model, TEST_IDS[on], protocol]
                                          + [_cell(result, k) for k in RANKS]
-                                         + [f"{100 * (result.mAP or 0):.1f}"])
+                                         + [_map(result), _thesis(model) if same else ""])
     if standard_rows:
-        title = "Standard protocols (all queries, same-camera matches removed)"
-        blocks += [("h2", title), Table(title, ["model", "test ids", "protocol"]
-                                        + [f"R{k}" for k in RANKS] + ["mAP"], standard_rows)]
+        title = ("Standard protocols (all queries, same-camera matches removed) and the "
+                 "comparisons asked for")
+        header = ["model", "test ids", "protocol"] + [f"R{k}" for k in RANKS] + ["mAP"]
+        if any(row[-1] for row in standard_rows):  # CUHK03 under the thesis' own protocol
+            header.append("thesis, same protocol: R1 / R5 / R10 / R20")
+        else:
+            standard_rows = [row[:-1] for row in standard_rows]
+        blocks += [("h2", title), Table(title, header, standard_rows)]
     blocks += _contact_sheets(stages, results, figures)
     curves = _validation_curves(stages, results, figures / "validation.png")
     if curves:
@@ -149,9 +184,22 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
                                                   "finished"], rows),
                ("p", f"Wall time of all stages: {total / 60:.1f} min (each stage's time is that "
                      f"of the run that finished it)."),
-               ("h2", "Versions"), ("pre", json.dumps(versions(), indent=1)),
+               ("h2", "Versions"),
+               ("p", "As each stage recorded them when it ran (code version: of the code that "
+                     "computes that kind of stage)."),
+               Table("Versions", ["stage", "code version", "packages"], _recorded_versions(stages)),
                ("h2", "Configuration"), ("pre", config_text)]
     return blocks
+
+
+def _recorded_versions(stages: list[Stage]) -> list[list[str]]:
+    rows = []
+    for stage in stages:
+        if stage.done:
+            record = stage.record()
+            packages = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
+            rows.append([stage.name, str(record.get("code_version", 1)), packages])
+    return rows
 
 
 def _sample_grid(spec: str, path: Path, people: int = 12) -> Path | None:

@@ -4,6 +4,11 @@ its inputs' keys, finished when its `stage.json` exists (written last, atomicall
 A rerun skips finished stages; a killed stage runs again in the same folder, where its own
 resume (re-id and refiner checkpoints, the job database, files already written) continues; a
 changed setting changes the key of that stage and of everything downstream, and only those run.
+
+A stage's key also holds the version of the code that computes it (`code_version`): a fix that
+changes what a kind of stage computes bumps its number here, so stale results are computed
+again instead of reused. Version 1, the code from before versions were kept, adds nothing to the
+key, so the stages it made keep their keys until their code changes.
 """
 
 from __future__ import annotations
@@ -33,9 +38,27 @@ def versions() -> dict[str, str]:
     return found
 
 
+# Bump the number of what a change alters; never lower one. History:
+#   evaluate 2: the thesis protocol keeps real cameras apart; sample standard deviations
+#   model 2: mixed epochs are one pass over the real set; validation keeps real cameras apart;
+#            a step milestone past the last epoch is refused
+#   refine ptgan 2: no unmasked identity term; refine cut 2: PatchNCE layers by role
+CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 1,
+                                 "refine-ptgan": 2, "refine-cut": 2, "model": 2, "evaluate": 2}
+
+
+def code_version(kind: str, settings: dict[str, Any]) -> int:
+    if kind == "refine":
+        return CODE_VERSIONS[f"refine-{settings['method']}"]
+    return CODE_VERSIONS[kind]
+
+
 def stage_key(kind: str, settings: dict[str, Any], inputs: list[str]) -> str:
-    text = json.dumps({"kind": kind, "settings": settings, "inputs": inputs}, sort_keys=True,
-                      default=str)
+    identity: dict[str, Any] = {"kind": kind, "settings": settings, "inputs": inputs}
+    version = code_version(kind, settings)
+    if version > 1:
+        identity["code_version"] = version
+    text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -79,7 +102,8 @@ def run_stage(stage: Stage, work: Callable[[Stage], dict[str, Any]]) -> dict[str
     record = {"name": stage.name, "kind": stage.kind, "key": stage.key,
               "settings": stage.settings, "inputs": {s.name: s.key for s in stage.inputs},
               "wall_s": round(wall, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "versions": versions(), "result": result}
+              "code_version": code_version(stage.kind, stage.settings), "versions": versions(),
+              "result": result}
     atomic.write_text(stage.folder / MARKER, json.dumps(record, indent=1, default=str))
     stage.log(f"done in {wall:.1f} s")
     return result
