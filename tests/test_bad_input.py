@@ -152,12 +152,13 @@ arrays = st.one_of(
     st.builds(lambda n, m: np.zeros((n, m), np.int64), st.integers(0, 4), st.integers(1, 3)),
     st.just(np.array(["a", "b"])), st.just(np.array([np.nan, 1.0])), st.just(np.zeros(0)))
 KEYS = ["features", "ids", "cams", "query_features", "query_ids", "query_cams",
-        "gallery_features", "gallery_ids", "gallery_cams", "ignore_ids"]
+        "gallery_features", "gallery_ids", "gallery_cams", "ignore_ids", "pseudo_cameras"]
 
 
 @PROPERTY
 @given(st.dictionaries(st.sampled_from(KEYS), arrays, min_size=1, max_size=10),
-       st.sampled_from(["thesis", "market", "cuhk03-new", "cuhk03-classic", "cuhk03-openreid"]))
+       st.sampled_from(["thesis", "thesis-mixed", "market", "cuhk03-new", "cuhk03-classic",
+                        "cuhk03-openreid"]))
 def test_any_feature_file_evaluates_or_fails_in_one_line(tmp_path_factory, contents, protocol):
     path = tmp_path_factory.mktemp("f") / "features.npz"
     np.savez(path, **contents)
@@ -167,3 +168,65 @@ def test_any_feature_file_evaluates_or_fails_in_one_line(tmp_path_factory, conte
         assert "\n" not in str(error)
     else:
         assert isinstance(result, CMCResult) and np.isfinite(result.cmc).all()
+
+
+SHA = "ab" * 32
+path_text = st.lists(st.sampled_from(["..", ".", "/", "x", "assets", ".bvh", ".png", SHA, "\\",
+                                      "%2e", "~", "\x00"]), max_size=8).map("".join)
+
+
+@PROPERTY
+@given(st.one_of(path_text, path_text.map(lambda t: f"asset:{SHA}.bvh{t}"),
+                 path_text.map(lambda t: f"{t}{SHA}.png")))
+def test_any_asset_name_from_a_job_row_stays_in_the_cache_or_fails_in_one_line(
+        tmp_path_factory, name):
+    """A job row in a shared farm database is input too: an asset name is a content key or
+    the job is refused, before any path is joined."""
+    from synthreid.errors import JobError
+    from synthreid.farm.assets import checked_name
+
+    cache = tmp_path_factory.mktemp("cache") / "assets"
+    try:
+        checked = checked_name(name)
+    except JobError as error:
+        assert "\n" not in str(error) and "not a content key" in str(error)
+    else:
+        assert (cache / checked).resolve().parent == cache.resolve()
+        assert "/" not in checked and ".." not in checked
+
+
+@PROPERTY
+@given(st.lists(st.one_of(path_text, st.just("0001/0001_000_01_0303morning_0015_0.jpg"),
+                          path_text.map(lambda t: f"{t}0001_000_01_x.jpg")), min_size=1,
+                max_size=4))
+def test_any_msmt17_list_entry_reads_inside_the_root_or_fails_in_one_line(tmp_path_factory,
+                                                                          entries):
+    root = tmp_path_factory.mktemp("msmt")
+    for folder in ("train", "test"):
+        (root / folder / "0001").mkdir(parents=True)
+        Image.new("RGB", (4, 8)).save(root / folder / "0001" / "0001_000_01_0303morning_0015_0.jpg")
+    (root.parent / "0001_000_01_x.jpg").write_bytes(b"outside the root")
+    lines = "\n".join(f"{entry} 1" for entry in entries)
+    for name in ("list_train.txt", "list_val.txt", "list_query.txt", "list_gallery.txt"):
+        (root / name).write_text(lines)
+    try:
+        dataset = read_dataset("msmt17", root, check_images=False)
+    except SynthReidError as error:
+        assert "\n" not in str(error)
+    else:
+        for record in dataset.train + dataset.query + dataset.gallery:
+            assert root.resolve() in record.path.resolve().parents
+
+
+def test_an_msmt17_list_entry_that_leaves_the_root_is_refused(tmp_path):
+    import pytest
+
+    root = tmp_path / "msmt"
+    for folder in ("train", "test"):
+        (root / folder).mkdir(parents=True)
+    (tmp_path / "0001_000_01_secret.jpg").write_bytes(b"not part of the dataset")
+    for name in ("list_train.txt", "list_val.txt", "list_query.txt", "list_gallery.txt"):
+        (root / name).write_text("../../0001_000_01_secret.jpg 1\n")
+    with pytest.raises(SynthReidError, match="list_train.txt:1: image path '../../0001_000_01_"
+                                             "secret.jpg' leaves the image folder"):
+        read_dataset("msmt17", root, check_images=False)

@@ -183,6 +183,34 @@ def test_a_job_that_always_fails_is_quarantined_with_its_error(db_url, tmp_path,
     assert unknown.exit_code == 2 and "unknown run 'nope'" in unknown.output
 
 
+def test_a_hostile_asset_name_in_a_job_row_writes_nothing_outside_the_cache(
+        db_url, tmp_path, monkeypatch):
+    """Whoever can write a shared farm database could name an asset `<sha>.bvh/../../../X`, so
+    that a worker writes X anywhere (a .pth in site-packages runs code). The job is
+    quarantined with one line at once, and nothing is written outside the cache."""
+    import hashlib
+
+    engine = connect(db_url)
+    plan_run(engine, "hostile", tiny(), 1, 1, seed=4)
+    payload = b"import os  # would run at every interpreter start"
+    digest = hashlib.sha256(payload).hexdigest()
+    with engine.begin() as c:
+        c.execute(assets.insert().values(sha256=digest, suffix=".bvh", data=payload))
+        spec = c.execute(select(characters_table.c.spec)).scalar()
+        spec["gait"]["motion"] = f"asset:{digest}.bvh/../../../planted.pth"
+        c.execute(update(characters_table).values(spec=spec))
+    monkeypatch.setenv("SYNTHREID_CACHE", str(tmp_path / "cache"))
+    report = Worker(db_url, str(tmp_path / "storage"), WorkerOptions(max_attempts=3)).run()
+    assert (report.done, report.failed) == (0, 1)
+    assert "not a content key" in report.errors[0] and "\n" not in report.errors[0]
+    with engine.connect() as c:
+        job = c.execute(select(jobs)).mappings().one()
+    assert (job["status"], job["attempts"]) == ("failed", 1)  # never retried
+    assert not list(tmp_path.rglob("planted.pth"))
+    assert not (tmp_path / "cache" / "assets").exists() or not list(
+        (tmp_path / "cache" / "assets").iterdir())
+
+
 def test_export_writes_a_market_dataset_the_reader_accepts(tmp_path, body_model):
     from synthreid.datasets import read_dataset
 

@@ -36,6 +36,9 @@ def _read_list(list_path: Path, image_dir: Path, split: str) -> list[ImageRecord
         except (IndexError, ValueError):
             raise DatasetError(f"{list_path}:{number}: expected 'PID/PID_IDX_CAM_...jpg PID', "
                                f"got {line.strip()!r}") from None
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise DatasetError(f"{list_path}:{number}: image path {relative!r} leaves the image "
+                               f"folder {image_dir}")
         path = image_dir / relative
         if not path.is_file():
             raise DatasetError(f"{list_path}:{number}: image {path} not found")

@@ -9,21 +9,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from synthreid import atomic
+from synthreid.config import CUBEMAP_FACES
 from synthreid.errors import JobError
 from synthreid.farm.db import assets
 from synthreid.scene.backgrounds import cubemap_faces
 from synthreid.scene.spec import CharacterSpec
 
 PREFIX = "asset:"
+# The only asset names a planner writes: a sha256 hex digest and a file suffix it stores. A name
+# is joined to the cache folder only after it matches, so a hostile job row cannot name a path.
+ASSET_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".hdr", ".bvh",
+                  ".json")
+ASSET_NAME = re.compile(r"[0-9a-f]{64}(" + "|".join(re.escape(s) for s in ASSET_SUFFIXES) + ")")
+
+
+class HostileAsset(JobError):
+    """A job names an asset that is not a content key: the job can never run."""
+
+
+def checked_name(reference: str) -> str:
+    """The asset name in `asset:<name>` (or a bare name), refused unless it is a content key."""
+    name = reference.removeprefix(PREFIX)
+    if not ASSET_NAME.fullmatch(name):
+        shown = name if len(name) <= 120 else name[:117] + "..."
+        raise HostileAsset(f"asset name {shown!r} is not a content key (64 hex digits and one "
+                           f"of {', '.join(ASSET_SUFFIXES)})")
+    return name
 
 
 def _put(connection: Connection, data: bytes, suffix: str) -> str:
+    if suffix not in ASSET_SUFFIXES:
+        raise JobError(f"cannot store a {suffix or 'suffix-less'} file as an asset; known: "
+                       f"{', '.join(ASSET_SUFFIXES)}")
     digest = hashlib.sha256(data).hexdigest()
     known = connection.execute(select(assets.c.sha256).where(assets.c.sha256 == digest)).first()
     if known is None:
@@ -47,7 +71,9 @@ def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) ->
     """The spec with every user file it names replaced by its content key (stored once)."""
     room = spec.room
     background, motion = room.background, spec.gait.motion
-    if background and not background.startswith(("builtin:", PREFIX)):
+    if background and background.startswith(PREFIX):
+        checked_name(background)
+    elif background and not background.startswith("builtin:"):
         if background not in memo:
             store = _store_cubemap if room.kind == "cubemap" else _store_file
             memo[background] = store(connection, background)
@@ -55,6 +81,7 @@ def freeze(connection: Connection, spec: CharacterSpec, memo: dict[str, str]) ->
 
     def store_file(path: str) -> str:
         if path.startswith(PREFIX):
+            checked_name(path)
             return path
         if path not in memo:
             memo[path] = _store_file(connection, path)
@@ -90,6 +117,7 @@ def _with_crowd(spec: CharacterSpec, convert) -> CharacterSpec:
 
 def _fetch(engine: Engine, name: str, target: Path) -> Path:
     """Asset `name` (sha256 + suffix) as the file `target`, fetched and checked once."""
+    name = checked_name(name)
     if target.is_file():
         return target
     digest = name.split(".", 1)[0]
@@ -107,11 +135,15 @@ def materialize(engine: Engine, spec: CharacterSpec, cache: Path) -> CharacterSp
     room = spec.room
     background, motion = room.background, spec.gait.motion
     if background and background.startswith(PREFIX):
-        name = background.removeprefix(PREFIX)
+        name = checked_name(background)
         if room.kind == "cubemap":  # the faces go straight into the folder the renderer reads
             faces = json.loads(_fetch(engine, name, cache / name).read_text())
             folder = cache / f"cubemap-{name.split('.', 1)[0]}"
+            if not isinstance(faces, dict) or set(faces) - set(CUBEMAP_FACES):
+                raise HostileAsset(f"asset {name}: a cubemap manifest maps the faces "
+                                   f"{', '.join(CUBEMAP_FACES)} to asset names")
             for face, face_name in faces.items():
+                face_name = checked_name(str(face_name))
                 _fetch(engine, face_name, folder / f"{face}{Path(face_name).suffix}")
             background = str(folder)
         else:
@@ -120,7 +152,7 @@ def materialize(engine: Engine, spec: CharacterSpec, cache: Path) -> CharacterSp
     def fetch_file(path: str) -> str:
         if not path.startswith(PREFIX):
             return path
-        name = path.removeprefix(PREFIX)
+        name = checked_name(path)
         return str(_fetch(engine, name, cache / name))
 
     motion = fetch_file(motion) if motion else motion

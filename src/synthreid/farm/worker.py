@@ -30,7 +30,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from synthreid.config import config_from_dict
 from synthreid.errors import JobError, SynthReidError
 from synthreid.farm import queue
-from synthreid.farm.assets import materialize
+from synthreid.farm.assets import HostileAsset, materialize
 from synthreid.farm.db import characters, connect, images, job_counts, run_id, runs
 from synthreid.farm.storage import Storage, attempt_prefix
 from synthreid.scene.backgrounds import asset_cache
@@ -225,7 +225,9 @@ class Worker:
             self.report.failed += 1
             self.report.errors.append(message)
             self._remove(prefix)
-            self._db(queue.fail, self.engine, claim, message, self.options.max_attempts)
+            # A job naming a hostile asset can never run: quarantined now, not retried.
+            attempts = 1 if isinstance(error, HostileAsset) else self.options.max_attempts
+            self._db(queue.fail, self.engine, claim, message, attempts)
         finally:
             heartbeat.finished.set()
 
