@@ -99,7 +99,14 @@ def render(
 
     with _one_line_errors():
         status = render_run(db, storage, workers, run, lease)
-    console.print(f"{status.images_done} of {status.images_total} images done; jobs {status.jobs}")
+    console.print(f"{status.images_done} of {status.images_total} images done; jobs {status.jobs}",
+                  markup=False, highlight=False, soft_wrap=True)
+    failed = status.jobs.get("failed", 0)
+    if failed:  # exit 1: the rendering ended, but not every character was made
+        console.print(f"error: {failed} jobs failed and were quarantined; 'synthreid status' "
+                      f"shows why, 'synthreid retry RUN' requeues them", markup=False,
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()

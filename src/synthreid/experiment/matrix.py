@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from synthreid.config import check_assets, config_from_dict, deep_merge, load_config
+from synthreid.errors import JobError
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
 
@@ -179,8 +180,11 @@ class Experiment:
             plan_run(connect(self.db_url), run, config, settings["characters"],
                      settings["images"], settings["seed"])
             stage.log("rendering")
-            render_run(self.db_url, self.storage_url, self.config.generation.workers, run,
-                       progress=False)
+            status = render_run(self.db_url, self.storage_url, self.config.generation.workers,
+                                run, progress=False)
+            if status.jobs.get("failed"):
+                raise JobError(f"{stage.name}: {status.jobs['failed']} characters failed to "
+                               f"render (synthreid status --db {self.db_url} shows why)")
             stage.log("exporting")
             export_run(self.db_url, self.storage_url, run, dataset,
                        image_format=settings["format"])

@@ -177,7 +177,34 @@ def connect(url: str, create: bool = True) -> Engine:
                        f"{engine.url.render_as_string(hide_password=True)}: {reason}") from None
     except SQLAlchemyError as error:
         raise JobError(f"database error: {str(error).splitlines()[0]}") from None
+    if backend == "sqlite" and database not in (None, "", ":memory:"):
+        path = Path(database).expanduser()
+        _SQLITE_FILES[id(engine)] = (path, path.stat().st_ino)
     return engine
+
+
+class DatabaseGone(JobError):
+    """The job database was removed or replaced under a running farm: nothing more may be
+    written to it (its connections would still write into the removed file, unseen)."""
+
+
+_SQLITE_FILES: dict[int, tuple[Path, int]] = {}  # engine id -> (file, inode at connect)
+
+
+def check_present(engine: Engine) -> None:
+    """Raise DatabaseGone when a SQLite job database's file is gone or another file took its
+    place since `connect`; a server database answers for itself."""
+    known = _SQLITE_FILES.get(id(engine))
+    if known is None:
+        return
+    path, inode = known
+    try:
+        same = path.stat().st_ino == inode
+    except OSError:
+        same = False
+    if not same:
+        raise DatabaseGone(f"the job database {path} was removed or replaced while the run was "
+                           f"going on; its results since then are lost (plan the run again)")
 
 
 def _migrate(connection, version: int) -> None:

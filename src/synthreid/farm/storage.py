@@ -37,9 +37,26 @@ class Storage:
             raise JobError(f"storage URL {url!r}: {error}") from None
         self.url = url
         if create:
-            self.fs.makedirs(self.root, exist_ok=True)
+            try:
+                self.fs.makedirs(self.root, exist_ok=True)
+            except (OSError, ValueError) as error:  # a file in the way, no permission, ...
+                raise JobError(f"storage {url}: cannot be made a folder "
+                               f"({type(error).__name__}: {error})".splitlines()[0]) from None
+            if not self.fs.isdir(self.root):
+                raise JobError(f"storage {url}: not a folder or bucket (check --storage)")
         elif not self.fs.isdir(self.root):
             raise JobError(f"storage {url}: no such folder or bucket (check --storage)")
+
+    def check_writable(self) -> None:
+        """Write, read back and remove a probe object: a storage that cannot take the renders
+        is one line before any worker starts, not workers dying one after another."""
+        probe = f".synthreid-probe-{uuid.uuid4().hex[:12]}"
+        try:
+            self.put_verified(b"probe", probe)
+            self.fs.rm(self.path(probe))
+        except (OSError, ValueError, JobError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise JobError(f"storage {self.url}: cannot be written ({reason})") from None
 
     def path(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{key}"

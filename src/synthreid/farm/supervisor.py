@@ -4,6 +4,7 @@ the job database with a progress bar (images done, rate, ETA, failures)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,9 +14,19 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from synthreid.errors import JobError
-from synthreid.farm.db import characters, connect, images, job_counts, run_id, runs
+from synthreid.farm.db import (
+    characters,
+    check_present,
+    connect,
+    images,
+    job_counts,
+    run_id,
+    runs,
+)
+from synthreid.farm.storage import Storage
 
 
 @dataclass
@@ -64,9 +75,11 @@ def gpu_slots() -> list[str]:
 
 def _spawn(db_url: str, storage_url: str, run: str | None, lease_s: float, threads: int,
            gpu: str | None, log: Path) -> subprocess.Popen:
-    """A worker process; its output goes to `log` (a pipe could fill up and stall it)."""
+    """A worker process; its output goes to `log` (a pipe could fill up and stall it). It stops
+    by itself when this process is gone (a killed supervisor leaves no workers behind)."""
     command = [sys.executable, "-m", "synthreid.farm.worker", "--db", db_url,
-               "--storage", storage_url, "--lease", str(lease_s), "--threads", str(threads)]
+               "--storage", storage_url, "--lease", str(lease_s), "--threads", str(threads),
+               "--parent", str(os.getpid())]
     if run:
         command += ["--run", run]
     env = dict(os.environ)
@@ -76,9 +89,41 @@ def _spawn(db_url: str, storage_url: str, run: str | None, lease_s: float, threa
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+# A worker that dies (not a clean exit) is restarted; this many deaths per worker in a row, with
+# no image finished in between, and `render` stops with the last worker's error.
+CRASHES_PER_WORKER = 3
+LOG_PREFIX = "synthreid-workers-"
+
+
+def _last_error(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    errors = [line for line in lines if line.startswith("error: ")]
+    return (errors or lines or ["(no output)"])[-1].removeprefix("error: ")
+
+
+def _sweep_stale_logs() -> None:
+    """Log folders of supervisors that were killed (their pid is in the name and gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{LOG_PREFIX}*-*"):
+        pid = folder.name.removeprefix(LOG_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def render_run(db_url: str, storage_url: str, workers: int | None = None, run: str | None = None,
                lease_s: float = 120.0, progress: bool = True) -> RunStatus:
-    """Render every outstanding job (of `run`, or of all runs) with local workers."""
+    """Render every outstanding job (of `run`, or of all runs) with local workers. Returns the
+    final status (its `jobs` may hold failed ones); raises JobError, after stopping the workers,
+    when the database goes away or the workers keep dying."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -95,40 +140,58 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
     status = run_status(engine, run_filter)
     if status.outstanding == 0:
         return status  # nothing to render: no workers to start
+    Storage(storage_url).check_writable()  # one line now, not workers dying at start
     # Default: one worker per GPU when CUDA is present (each pinned to its GPU), else per core.
     slots = gpu_slots()
     count = workers or len(slots) or os.cpu_count() or 1
     gpus = [slots[i % len(slots)] if slots else None for i in range(count)]
     threads = 0 if slots else max(1, (os.cpu_count() or 1) // count)
-    logs = Path(tempfile.mkdtemp(prefix="synthreid-workers-"))
+    _sweep_stale_logs()
+    logs = Path(tempfile.mkdtemp(prefix=f"{LOG_PREFIX}{os.getpid()}-"))
     spawn = lambda i: _spawn(db_url, storage_url, run, lease_s, threads, gpus[i],  # noqa: E731
                              logs / f"worker-{i}.log")
     processes = [spawn(i) for i in range(count)]
     started, done_at_start = time.time(), status.images_done
+    crashes, done_at_crash = 0, status.images_done
     columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.2f} img/s"), TimeRemainingColumn(),
                TextColumn("failed jobs {task.fields[failed]}"))
+    finished = False
     try:
         with Progress(*columns, disable=not progress) as bar:
             task = bar.add_task("images", total=status.images_total,
                                 completed=status.images_done, rate=0.0, failed=0)
             while True:
                 time.sleep(1.0)
-                status = run_status(engine, run_filter)
+                check_present(engine)
+                try:
+                    status = run_status(engine, run_filter)
+                except (OperationalError, InterfaceError) as error:
+                    reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+                    raise JobError(f"the job database stopped answering: {reason}") from None
                 rate = (status.images_done - done_at_start) / max(time.time() - started, 1e-6)
                 bar.update(task, completed=status.images_done, rate=rate,
                            failed=status.jobs.get("failed", 0))
                 alive = [p.poll() is None for p in processes]
                 if status.outstanding == 0 and not any(alive):
                     break
+                if status.images_done > done_at_crash:
+                    crashes, done_at_crash = 0, status.images_done
                 for i, is_alive in enumerate(alive):
                     if is_alive or status.outstanding == 0:
                         continue
-                    if processes[i].returncode == 2:  # the worker could not start at all
-                        lines = (logs / f"worker-{i}.log").read_text().strip().splitlines()
-                        raise JobError(lines[-1].removeprefix("error: ") if lines
-                                       else "a worker could not start")
+                    code = processes[i].returncode
+                    if code == 2:  # the worker could not start at all, or lost the database
+                        raise JobError(_last_error(logs / f"worker-{i}.log"))
+                    if code != 0:
+                        crashes += 1
+                        if crashes >= CRASHES_PER_WORKER * count:
+                            raise JobError(f"workers keep dying ({crashes} in a row with no "
+                                           f"image finished); the last said: "
+                                           f"{_last_error(logs / f'worker-{i}.log')} (logs in "
+                                           f"{logs})")
                     processes[i] = spawn(i)
+        finished = True
     finally:
         for process in processes:
             if process.poll() is None:
@@ -138,4 +201,6 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if finished:  # the logs matter only when something went wrong
+            shutil.rmtree(logs, ignore_errors=True)
     return status

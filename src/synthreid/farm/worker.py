@@ -31,7 +31,16 @@ from synthreid.config import config_from_dict
 from synthreid.errors import JobError, SynthReidError
 from synthreid.farm import queue
 from synthreid.farm.assets import HostileAsset, materialize
-from synthreid.farm.db import characters, connect, images, job_counts, run_id, runs
+from synthreid.farm.db import (
+    DatabaseGone,
+    characters,
+    check_present,
+    connect,
+    images,
+    job_counts,
+    run_id,
+    runs,
+)
 from synthreid.farm.storage import Storage, attempt_prefix
 from synthreid.scene.backgrounds import asset_cache
 from synthreid.scene.spec import CharacterSpec, ImageSpec
@@ -133,6 +142,7 @@ class Worker:
                  name: str | None = None) -> None:
         self.engine = connect(db_url, create=False)
         self.storage = Storage(storage_url)
+        self.storage.check_writable()
         self.options = options or WorkerOptions()
         self.report = WorkerReport(name or worker_name())
         self.stop = threading.Event()
@@ -168,6 +178,7 @@ class Worker:
     def run(self) -> WorkerReport:
         run = self._run_filter()
         while not self.stop.is_set():
+            check_present(self.engine)
             if self.options.max_jobs is not None and self.report.done >= self.options.max_jobs:
                 break
             claim = self._db(queue.claim, self.engine, self.report.name,
@@ -207,6 +218,7 @@ class Worker:
                     results.append(self._upload(prefix, row, image))
             checkpoint()
             heartbeat.finished.set()
+            check_present(self.engine)
             if self._db(queue.complete, self.engine, claim, results):
                 self.report.done += 1
                 self._clean_other_attempts(prefix)
@@ -218,6 +230,9 @@ class Worker:
         except JobLost:  # only this claim's own folder: another claim's is never touched
             self.report.lost += 1
             self._remove(prefix)
+        except DatabaseGone:  # nothing may be recorded: this worker stops with one line
+            self._remove(prefix)
+            raise
         except Exception as error:  # any failure of this character: record it, keep working
             message = f"{type(error).__name__}: {error}".splitlines()[0]
             if not isinstance(error, SynthReidError):
@@ -268,6 +283,17 @@ class Worker:
                 pass  # best effort; a completing attempt cleans these up too
 
 
+def watch_parent(parent: int, stop: threading.Event, every_s: float = 1.0) -> None:
+    """Set `stop` once the process `parent` (the supervisor) is gone: a killed supervisor's
+    workers give their jobs back and end instead of rendering on unwatched."""
+    def watch() -> None:
+        while not stop.wait(every_s):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one synthreid render worker.")
     parser.add_argument("--db", required=True)
@@ -279,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--max-jobs", type=int, default=None)
     parser.add_argument("--job-timeout", type=float, default=3600.0)
+    parser.add_argument("--parent", type=int, default=None,
+                        help="stop (giving the job back) when this process is gone")
     args = parser.parse_args(argv)
     try:
         options = WorkerOptions(lease_s=args.lease, heartbeat_s=args.heartbeat,
@@ -288,11 +316,18 @@ def main(argv: list[str] | None = None) -> int:
         worker = Worker(args.db, args.storage, options)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: worker.stop.set())
+        if args.parent:
+            watch_parent(args.parent, worker.stop)
         started = time.time()
         report = worker.run()
     except SynthReidError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
+    except Exception as error:  # one line for the supervisor to show, then its traceback
+        print(f"error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+              file=sys.stderr, flush=True)
+        traceback.print_exc()
+        return 1
     print(f"worker {report.name}: {report.done} done, {report.failed} failed, {report.lost} lost "
           f"in {time.time() - started:.0f} s", flush=True)
     return 0
