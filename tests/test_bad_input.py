@@ -75,6 +75,15 @@ def test_the_reported_cases_are_one_line_errors(tmp_path):
         app, ["render", "--db", good, "--lease", "0"]))
 
 
+def test_user_text_in_messages_prints_as_it_is(tmp_path):
+    """Paths are text: rich markup ([/x], [bold]) and emoji codes (:x:) in them are printed,
+    not interpreted (a closing tag once turned the one-line error into a traceback)."""
+    for name in ("[/x]", "[bold]b[/bold]", ":x:", "[red]"):
+        path = tmp_path / name / "f.npz"
+        output = one_line(CliRunner().invoke(app, ["eval", "-f", str(path)]))
+        assert output == f"error: {path}: no such file\n"
+
+
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
                          st.floats(allow_nan=True), st.text(max_size=12))
 yaml_values = st.recursive(yaml_scalars, lambda children: st.one_of(

@@ -9,16 +9,19 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from synthreid.errors import ConfigError, ReidError, SynthReidError
 
 app = typer.Typer(help="Artificial training data for person re-identification.",
                   no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
+# Messages carry user text (paths, names, YAML values): printed as text, never read as rich
+# markup or emoji codes, so a path holding "[/x]" or ":x:" prints as it is.
+console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+    console.print(Text("error:", style="red") + Text(f" {error}"), soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -560,8 +563,8 @@ def _stage_display():
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description:<44}", markup=False), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     bar = Progress(*columns, console=console)
     overall = bar.add_task("stages", total=None)
     inner = bar.add_task("", total=None, visible=False)
