@@ -239,3 +239,26 @@ def test_an_msmt17_list_entry_that_leaves_the_root_is_refused(tmp_path):
     with pytest.raises(SynthReidError, match="list_train.txt:1: image path '../../0001_000_01_"
                                              "secret.jpg' leaves the image folder"):
         read_dataset("msmt17", root, check_images=False)
+
+
+def test_sizes_no_run_reaches_are_one_line_before_anything_is_written(tmp_path):
+    runner = CliRunner()
+    db = tmp_path / "jobs.db"
+    assert "characters: expected 1 to 1,000,000, got 1,000,000,000,000" in one_line(
+        runner.invoke(app, ["plan", "I", "--run", "r", "--db", f"sqlite:///{db}", "-c",
+                            str(10**12)]))
+    assert "images per character: expected 1 to 1,000, got 1,000,000,000,000" in one_line(
+        runner.invoke(app, ["plan", "I", "--run", "r", "--db", f"sqlite:///{db}", "-c", "1",
+                            "-m", str(10**12)]))
+    assert "characters: expected 1 to 1,000,000" in one_line(runner.invoke(
+        app, ["preview", "I", "-c", str(10**7), "--out", str(tmp_path / "p")]))
+    assert not (tmp_path / "p").exists()
+    from synthreid.errors import ConfigError
+    from synthreid.reid.config import load_train_config
+
+    try:
+        load_train_config(overrides={"augment": {"height": 100000, "width": 100000}})
+    except ConfigError as error:
+        assert "augment.height: Input should be less than or equal to 4096" in str(error)
+    else:
+        raise AssertionError("a 100000-pixel input was accepted")

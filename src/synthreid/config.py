@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from synthreid.errors import ConfigError
+from synthreid.limits import MAX_CHARACTERS, MAX_IMAGES_PER_CHARACTER
 
 PRESET_NAMES = ("I", "II", "III", "IV")  # the thesis' datasets (Table 3.1)
 ALL_PRESETS = PRESET_NAMES + ("IV-10k",)  # and larger ones built on them
@@ -418,8 +419,8 @@ class CrowdConfig(Strict):
 class GenerationConfig(Strict):
     name: str
     description: str = ""
-    characters: int = Field(1500, ge=1)
-    images_per_character: int = Field(10, ge=1)
+    characters: int = Field(1500, ge=1, le=MAX_CHARACTERS)
+    images_per_character: int = Field(10, ge=1, le=MAX_IMAGES_PER_CHARACTER)
     body: BodyConfig = BodyConfig()
     clothes: ClothesConfig = ClothesConfig()
     hair: HairConfig = HairConfig()

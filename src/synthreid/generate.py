@@ -21,6 +21,7 @@ from synthreid.config import (
     read_yaml,
 )
 from synthreid.errors import ConfigError
+from synthreid.limits import check_run_size
 from synthreid.scene.sampling import sample_character, sample_images
 
 
@@ -78,6 +79,7 @@ def preview(preset: str | Path | GenerationConfig, characters: int, images: int,
         if value is not None:
             data[section][key] = value
     config = config_from_dict(data, "preview options")
+    check_run_size(characters, images, "preview")
     out = Path(out)
     _claim_folder(out, {**config.model_dump(mode="json"), "seed": seed}, overwrite)
     atomic.write_text(out / "config.yaml", dump_config(config) + f"seed: {seed}\n")

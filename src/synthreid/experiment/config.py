@@ -18,12 +18,13 @@ from synthreid.config import (
 )
 from synthreid.errors import ConfigError
 from synthreid.evaluate import PROTOCOLS
+from synthreid.limits import MAX_CHARACTERS, MAX_IMAGES_PER_CHARACTER
 
 
 class Generation(Strict):
-    characters: int = Field(1500, ge=4)  # the thesis: 1500 characters x 10 images per preset
-    images: int = Field(10, ge=2)
-    crop_height: int | None = Field(None, ge=32)  # None: the preset's
+    characters: int = Field(1500, ge=4, le=MAX_CHARACTERS)  # the thesis: 1500 x 10 a preset
+    images: int = Field(10, ge=2, le=MAX_IMAGES_PER_CHARACTER)
+    crop_height: int | None = Field(None, ge=32, le=2048)  # None: the preset's
     engine: Literal["cycles", "workbench"] | None = None  # None: the preset's
     samples: int | None = Field(None, ge=1)  # Cycles samples; None: the preset's
     workers: int | None = Field(None, ge=1)  # local render workers; None: one per core

@@ -18,6 +18,7 @@ from synthreid.config import GenerationConfig
 from synthreid.errors import JobError
 from synthreid.farm.assets import freeze
 from synthreid.farm.db import characters, images, jobs, runs
+from synthreid.limits import check_run_size
 from synthreid.scene.sampling import sample_character, sample_images
 
 BATCH = 200  # characters per transaction; each character and its job share one
@@ -30,6 +31,7 @@ def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_cou
     frozen = config.model_dump(mode="json")
     wanted = {"preset": config.name, "config": frozen, "seed": seed,
               "characters": characters_count, "images_per_character": images_count}
+    check_run_size(characters_count, images_count, f"run {name!r}")
     if not name.strip() or len(name) > MAX_NAME:
         raise JobError(f"run name: expected 1 to {MAX_NAME} characters, got {len(name)}"
                        + (" (blank)" if name and not name.strip() else ""))

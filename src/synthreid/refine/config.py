@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from synthreid.config import Strict
+from synthreid.limits import MAX_ITERATIONS, MAX_SIDE_PX
 
 METHODS = ("cyclegan", "ptgan", "cut")
 
@@ -16,13 +17,13 @@ class RefinerConfig(Strict):
     target: str  # real images of the camera domain to imitate (domain B)
     out: str
     method: Literal["cyclegan", "ptgan", "cut"] = "cyclegan"
-    height: int = Field(128, ge=32)
-    width: int = Field(64, ge=32)  # the 70x70 PatchGAN needs 32 pixels a side
+    height: int = Field(128, ge=32, le=MAX_SIDE_PX)
+    width: int = Field(64, ge=32, le=MAX_SIDE_PX)  # the 70x70 PatchGAN needs 32 pixels a side
     blocks: Literal[6, 9] = 6  # residual blocks in G (9 in the reference at 256 px)
     ngf: int = Field(64, ge=8)
     ndf: int = Field(64, ge=8)
     batch_size: int = Field(1, ge=1)
-    iterations: int = Field(20000, ge=1)
+    iterations: int = Field(20000, ge=1, le=MAX_ITERATIONS)
     decay_from: float = Field(0.5, ge=0, le=1)  # fraction of iterations at the full rate
     lr: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from synthreid.config import Strict, deep_merge, read_yaml, validate_model
 from synthreid.errors import ConfigError
+from synthreid.limits import MAX_EPOCHS
 from synthreid.reid.data import INPUT_SIZE, Augment
 from synthreid.reid.losses import LossConfig
 from synthreid.reid.model import ModelArgs
@@ -33,7 +34,7 @@ class TrainConfig(Strict):
     pretrained: str | None = None  # resnet50: torchvision ImageNet weights file
     loss: LossConfig = LossConfig()
     augment: Augment = Augment()
-    epochs: int = Field(60, ge=1)
+    epochs: int = Field(60, ge=1, le=MAX_EPOCHS)
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)

@@ -21,6 +21,7 @@ from synthreid.config import Interval, Strict
 from synthreid.datasets.images import load_resized
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import ReidError
+from synthreid.limits import MAX_SIDE_PX
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -37,8 +38,8 @@ class ColourJitter(Strict):
 
 
 class Augment(Strict):
-    height: int | None = Field(None, ge=8)  # None: the backbone's size (INPUT_SIZE)
-    width: int | None = Field(None, ge=8)
+    height: int | None = Field(None, ge=8, le=MAX_SIDE_PX)  # None: the backbone's (INPUT_SIZE)
+    width: int | None = Field(None, ge=8, le=MAX_SIDE_PX)
     crop: Literal["pad", "rect", "none"] = "pad"  # rect: Open-ReID's RandomSizedRectCrop
     pad: int = Field(10, ge=0)  # crop "pad": zero padding, then a random crop back
     flip: bool = True
