@@ -262,3 +262,12 @@ def test_sizes_no_run_reaches_are_one_line_before_anything_is_written(tmp_path):
         assert "augment.height: Input should be less than or equal to 4096" in str(error)
     else:
         raise AssertionError("a 100000-pixel input was accepted")
+
+
+def test_a_dataset_yaml_split_that_is_no_mapping_is_one_line(tmp_path):
+    import pytest
+
+    path = tmp_path / "data.yaml"
+    path.write_text(yaml.safe_dump({"layout": "folders", "root": ".", "split": 5}))
+    with pytest.raises(SynthReidError, match=r"data.yaml: split: expected a mapping"):
+        read_dataset_file(path)

@@ -133,3 +133,50 @@ def test_a_killed_supervisor_leaves_no_workers_and_no_logs(tmp_path):
     # The next render sweeps the log folder of the killed supervisor away.
     supervisor._sweep_stale_logs()
     assert not logs[0].exists()
+
+
+def cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "synthreid.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_plans_of_one_run_at_once_keep_it_whole_and_say_one_line(db_url):
+    if db_url.startswith("sqlite"):
+        connect(db_url)  # the file exists; the schema race is tried on PostgreSQL
+    plans = [cli("plan", "II", "--run", "same", "-c", "300", "-m", "2", "--db", db_url)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in plans]
+    for process, output in zip(plans, outputs):
+        assert process.returncode in (0, 2), output
+        if process.returncode == 2:
+            assert output.startswith("error: ") and output.count("\n") == 1, output
+            assert "at the same time" in output
+    again = cli("plan", "II", "--run", "same", "-c", "300", "-m", "2", "--db", db_url)
+    assert again.wait(timeout=300) == 0  # finishes whatever the loser left
+    status = run_status(connect(db_url))
+    assert status.characters_stored == 300 and status.images_total == 600
+    assert status.jobs == {"pending": 300}
+
+
+def test_two_exports_into_one_folder_keep_one_and_say_one_line(tmp_path, body_model):
+    from synthreid.datasets import read_dataset
+    from synthreid.farm.worker import Worker
+
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    plan_run(connect(db_url), "small", tiny(), 4, 2, seed=3)
+    Worker(db_url, str(tmp_path / "storage")).run()
+    exports = [cli("export", "small", "--out", tmp_path / "ds", "--db", db_url, "--storage",
+                   tmp_path / "storage") for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in exports]
+    codes = sorted(p.returncode for p in exports)
+    assert codes == [0, 2], outputs
+    loser = outputs[[p.returncode for p in exports].index(2)]
+    assert loser.startswith("error: ") and loser.count("\n") == 1, loser
+    assert len(read_dataset("synthetic", tmp_path / "ds").train) > 0
+    assert not list(tmp_path.glob(".ds-*"))  # no staging folder left behind
+    (tmp_path / "file.txt").write_text("mine")
+    blocked = cli("export", "small", "--out", tmp_path / "file.txt" / "ds", "--db", db_url,
+                  "--storage", tmp_path / "storage")
+    output = blocked.communicate(timeout=120)[0]
+    assert blocked.returncode == 2 and output.count("\n") == 1, output
+    assert "cannot write beside it" in output and (tmp_path / "file.txt").read_text() == "mine"

@@ -65,6 +65,9 @@ def read_dataset_file(path: str | Path, **extra) -> ReidDataset:
             options["split"] = IdSplit(**options["split"])
         except TypeError:
             raise DatasetError(f"{path}: split takes ranges, count, fraction, file and seed") from None
+    elif options.get("split") is not None and spec["layout"] != "cuhk03-mat":  # that takes 0-19
+        raise DatasetError(f"{path}: split: expected a mapping (ranges, count, fraction, file, "
+                           f"seed), got {options['split']!r}")
     masks = options.pop("masks", None)
     root = _beside(path, spec["root"])
     try:

@@ -48,13 +48,20 @@ def staged_folder(out: str | Path) -> Iterator[Path]:
     error, removed when it does not, so `out` appears whole or not at all. `out` may exist only
     as an empty folder: nothing a user made is replaced."""
     out = check_free(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    except OSError as error:
+        raise DatasetError(f"{out}: cannot write beside it ({error.strerror or error})") from None
     try:
         yield staging
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
+        try:
+            if out.exists():
+                out.rmdir()
+            staging.rename(out)
+        except OSError:  # another command filled `out` while this one wrote
+            raise DatasetError(f"{out}: another command wrote a dataset there at the same "
+                               f"time; it is kept, and nothing of this one") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -29,7 +29,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -151,32 +158,22 @@ def connect(url: str, create: bool = True) -> Engine:
         raise JobError(f"database URL {url!r} is not valid: {error}") from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    try:
-        with engine.begin() as connection:
-            existing = inspect(connection).get_table_names()
-            if "schema_version" in existing:
-                version = connection.execute(select(schema_version.c.version)).scalar()
-                if version is not None and version > SCHEMA_VERSION:
-                    raise JobError(f"database {engine.url.render_as_string(hide_password=True)} has "
-                                   f"schema version {version}, newer than this synthreid's "
-                                   f"{SCHEMA_VERSION}: upgrade synthreid")
-                if version is not None and version < SCHEMA_VERSION:
-                    _migrate(connection, version)
-            elif existing:
-                raise JobError(f"database {url!r} holds other tables: not a synthreid job "
-                               f"database")
-            elif create:
-                metadata.create_all(connection)
-                connection.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-            else:
-                raise JobError(f"database {url!r} has no synthreid tables; run 'synthreid plan' "
-                               f"first")
-    except OperationalError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise JobError(f"cannot reach database "
-                       f"{engine.url.render_as_string(hide_password=True)}: {reason}") from None
-    except SQLAlchemyError as error:
-        raise JobError(f"database error: {str(error).splitlines()[0]}") from None
+    for attempt in range(2):
+        try:
+            _prepare(engine, url, create)
+            break
+        except (OperationalError, IntegrityError, ProgrammingError) as error:
+            # Two commands creating the schema at once: the loser finds it made, and checks it.
+            if attempt == 0 and create and _already_made(error):
+                continue
+            if isinstance(error, OperationalError):
+                reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+                raise JobError(f"cannot reach database "
+                               f"{engine.url.render_as_string(hide_password=True)}: "
+                               f"{reason}") from None
+            raise JobError(f"database error: {str(error).splitlines()[0]}") from None
+        except SQLAlchemyError as error:
+            raise JobError(f"database error: {str(error).splitlines()[0]}") from None
     if backend == "sqlite" and database not in (None, "", ":memory:"):
         path = Path(database).expanduser()
         _SQLITE_FILES[id(engine)] = (path, path.stat().st_ino)
@@ -205,6 +202,33 @@ def check_present(engine: Engine) -> None:
     if not same:
         raise DatabaseGone(f"the job database {path} was removed or replaced while the run was "
                            f"going on; its results since then are lost (plan the run again)")
+
+
+def _already_made(error: Exception) -> bool:
+    text_ = str(error).lower()
+    return "already exists" in text_ or "duplicate" in text_ or "unique constraint" in text_
+
+
+def _prepare(engine: Engine, url: str, create: bool) -> None:
+    """Check (and, when `create`, make) the schema, in one transaction."""
+    with engine.begin() as connection:
+        existing = inspect(connection).get_table_names()
+        if "schema_version" in existing:
+            version = connection.execute(select(schema_version.c.version)).scalar()
+            if version is not None and version > SCHEMA_VERSION:
+                raise JobError(f"database {engine.url.render_as_string(hide_password=True)} has "
+                               f"schema version {version}, newer than this synthreid's "
+                               f"{SCHEMA_VERSION}: upgrade synthreid")
+            if version is not None and version < SCHEMA_VERSION:
+                _migrate(connection, version)
+        elif existing:
+            raise JobError(f"database {url!r} holds other tables: not a synthreid job database")
+        elif create:
+            metadata.create_all(connection)
+            connection.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+        else:
+            raise JobError(f"database {url!r} has no synthreid tables; run 'synthreid plan' "
+                           f"first")
 
 
 def _migrate(connection, version: int) -> None:

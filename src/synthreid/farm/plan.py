@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 
 from synthreid import package_versions
@@ -35,12 +36,17 @@ def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_cou
     if not name.strip() or len(name) > MAX_NAME:
         raise JobError(f"run name: expected 1 to {MAX_NAME} characters, got {len(name)}"
                        + (" (blank)" if name and not name.strip() else ""))
+    try:
+        with engine.begin() as connection:
+            existing = connection.execute(select(runs).where(runs.c.name == name)).mappings().first()
+            if existing is None:
+                run = connection.execute(insert(runs).values(
+                    name=name, versions=package_versions(), created_at=time.time(),
+                    **wanted)).inserted_primary_key[0]
+    except IntegrityError:  # another plan of this name inserted it between our read and write
+        raise _planned_concurrently(name) from None
     with engine.begin() as connection:
-        existing = connection.execute(select(runs).where(runs.c.name == name)).mappings().first()
-        if existing is None:
-            run = connection.execute(insert(runs).values(
-                name=name, versions=package_versions(), created_at=time.time(), **wanted)).inserted_primary_key[0]
-        else:
+        if existing is not None:
             different = [k for k, v in wanted.items() if existing[k] != v]
             if different:
                 raise JobError(f"run {name!r} was planned with other {', '.join(different)}; "
@@ -50,11 +56,18 @@ def plan_run(engine: Engine, name: str, config: GenerationConfig, characters_cou
                                   .where(characters.c.run_id == run)).scalar()
     try:
         _store(engine, run, config, done, characters_count, images_count, seed, progress)
+    except IntegrityError:  # another plan stored these characters first: the run is intact
+        raise _planned_concurrently(name) from None
     except Exception:
         if existing is None:
             _forget(engine, run)
         raise
     return int(run)
+
+
+def _planned_concurrently(name: str) -> JobError:
+    return JobError(f"run {name!r} is being planned by another 'synthreid plan' at the same "
+                    f"time; when it ends, run this command again to check the run is whole")
 
 
 def _forget(engine: Engine, run: int) -> None:
