@@ -271,3 +271,61 @@ def test_a_dataset_yaml_split_that_is_no_mapping_is_one_line(tmp_path):
     path.write_text(yaml.safe_dump({"layout": "folders", "root": ".", "split": 5}))
     with pytest.raises(SynthReidError, match=r"data.yaml: split: expected a mapping"):
         read_dataset_file(path)
+
+
+def test_outputs_of_other_work_are_never_kept_or_overwritten_silently(tmp_path):
+    runner = CliRunner()
+    ids, cams = np.repeat(np.arange(120), 2), np.tile([1, 2], 120)
+    for name, scale in (("a.npz", 1.0), ("b.npz", 0.5)):
+        features = np.eye(120)[ids] * scale + np.random.default_rng(0).normal(0, 0.1, (240, 120))
+        np.savez(tmp_path / name, features=features, ids=ids, cams=cams)
+    out = tmp_path / "eval"
+    first = runner.invoke(app, ["eval", "-f", str(tmp_path / "a.npz"), "--protocol", "thesis",
+                                "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    report = (out / "cmc.md").read_text()
+    again = runner.invoke(app, ["eval", "-f", str(tmp_path / "a.npz"), "--protocol", "thesis",
+                                "--out", str(out)])
+    assert again.exit_code == 0  # the same evaluation may write its report again
+    other = runner.invoke(app, ["eval", "-f", str(tmp_path / "b.npz"), "--protocol", "thesis",
+                                "--out", str(out)])
+    assert "holds the output of another eval" in one_line(other)
+    assert (out / "cmc.md").read_text() == report
+    (tmp_path / "file").write_text("mine")
+    assert "exists and is not a folder" in one_line(runner.invoke(
+        app, ["eval", "-f", str(tmp_path / "a.npz"), "--protocol", "thesis", "--out",
+              str(tmp_path / "file")]))
+    assert (tmp_path / "file").read_text() == "mine"
+    # Training runs: a file, or a folder of someone else's files, is no run folder.
+    from synthreid.datasets.toy import write_toy_market
+
+    people = write_toy_market(tmp_path / "people", people=30)
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("mine")
+    for target, message in ((tmp_path / "file", "exists and is not a folder"),
+                            (tmp_path / "theirs", "holds files that are not a run")):
+        result = runner.invoke(app, ["reid", "train", "--data", f"market1501:{people}", "--out",
+                                     str(target), "--epochs", "1", "--milestone", "0",
+                                     "--workers", "0"])
+        assert message in one_line(result)
+    assert (tmp_path / "theirs" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "file").read_text() == "mine"
+    for target in (tmp_path / "file", tmp_path / "theirs" / "notes.txt"):
+        assert "exists and is not a folder" in one_line(runner.invoke(
+            app, ["demo", "--out", str(target)]))
+
+
+def test_an_experiment_folder_of_another_experiment_is_refused(tmp_path):
+    runner = CliRunner()
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"presets": ["I"], "refiners": {"methods": {}},
+                                      "finetune": [], "mixed": []}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.yaml").write_text("presets: [IV]\n")
+    result = runner.invoke(app, ["experiment", str(config), "--out", str(out)])
+    assert "holds another experiment (its config.yaml differs in presets" in one_line(result)
+    assert (out / "config.yaml").read_text() == "presets: [IV]\n"
+    (tmp_path / "file").write_text("mine")
+    assert "exists and is not a folder" in one_line(runner.invoke(
+        app, ["experiment", str(config), "--out", str(tmp_path / "file")]))

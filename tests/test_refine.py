@@ -258,3 +258,20 @@ def test_refine_keeps_layout_labels_and_masks(domains, tmp_path):
     assert "0 images refined (24 already there)" in again.output
     inside = runner.invoke(app, [*args[:-4], "--out", str(red / "refined")])
     assert inside.exit_code == 2 and "must lie outside the source dataset" in inside.output
+    # Another refiner's images in --out are never kept as if they were this one's.
+    other = runner.invoke(app, [
+        "refiner", "train", "--source", f"synthetic:{red}", "--target", f"synthetic:{red}",
+        "--out", str(tmp_path / "r2"), "--size", f"{H}x{W}", "--iterations", "2",
+        "--sample-every", "2", "--checkpoint-every", "2", "--seed", "5"])
+    assert other.exit_code == 0, other.output
+    swapped = [*args[:2], str(tmp_path / "r2" / "last.pt"), *args[3:]]
+    refused = runner.invoke(app, swapped)
+    assert refused.exit_code == 2 and "holds the output of another refine" in refused.output
+    assert "checkpoint_sha256" in refused.output and refused.output.count("\n") == 1
+    replaced = runner.invoke(app, [*swapped, "--overwrite"])
+    assert replaced.exit_code == 0 and "24 images refined (0 already there)" in replaced.output
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    foreign = runner.invoke(app, [*args[:-4], "--out", str(tmp_path / "mine"), "--overwrite"])
+    assert foreign.exit_code == 2 and "no synthreid command made" in foreign.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"

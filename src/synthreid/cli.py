@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from synthreid.errors import ConfigError, ReidError, SynthReidError
+from synthreid.errors import ConfigError, EvaluationError, ReidError, SynthReidError
 
 app = typer.Typer(help="Artificial training data for person re-identification.",
                   no_args_is_help=True, add_completion=False)
@@ -198,15 +198,21 @@ def evaluate_features(
     name: str = typer.Option(None, help="model name in the table (default: the file name)"),
     repeats: int = typer.Option(10, min=1, help="thesis/cuhk03-classic repeats"),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="replace another evaluation's report in --out"),
 ) -> None:
     """Evaluate saved features and print the CMC table (and mAP)."""
     from synthreid.evaluate.features import evaluate_arrays, load_features
     from synthreid.evaluate.report import markdown, write_report
+    from synthreid.made_by import claim_folder, file_digest
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
     with _one_line_errors():
         result = evaluate_arrays(load_features(features), protocol, repeats, seed)
+        if out is not None:  # checked before anything is printed as done
+            claim_folder(out, {"command": "eval", "features_sha256": file_digest(features),
+                               "name": name or features.stem, "protocol": protocol,
+                               "repeats": repeats, "seed": seed}, overwrite, EvaluationError)
     results = {name or features.stem: result}
     typer.echo(markdown(results), nl=False)
     if out is not None:
@@ -378,6 +384,7 @@ def reid_eval(
     protocol: str = typer.Option("market", help=" | ".join(PROTOCOLS)),
     out: Path = typer.Option(None, "--out", "-o"),
     repeats: int = typer.Option(10), seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="replace another evaluation's report in --out"),
 ) -> None:
     """Evaluate a checkpoint (or a hand-crafted descriptor) on a dataset's query and gallery;
     print the CMC table."""
@@ -395,6 +402,13 @@ def reid_eval(
         arrays = (descriptor_features(descriptor, dataset) if descriptor else
                   dataset_features(str(model), dataset))
         result = evaluate_arrays(arrays, protocol, repeats, seed)
+        if out is not None:
+            from synthreid.made_by import claim_folder, file_digest
+
+            claim_folder(out, {"command": "reid eval", "data": data, "protocol": protocol,
+                               "model_sha256": file_digest(model) if model else None,
+                               "descriptor": descriptor, "repeats": repeats, "seed": seed},
+                         overwrite, EvaluationError)
     results = {descriptor or model.parent.name or model.stem: result}
     typer.echo(markdown(results), nl=False)
     if out is not None:
@@ -480,12 +494,15 @@ def refine(
     data: str = typer.Option(..., "--data", help="the generated dataset: LAYOUT:ROOT or .yaml"),
     out: Path = typer.Option(..., "--out", "-o"),
     batch_size: int = typer.Option(16, min=1),
+    overwrite: bool = typer.Option(False, help="replace another refiner's images in --out"),
 ) -> None:
-    """Refine every image of a dataset; labels, layout, masks and metadata stay as they are."""
+    """Refine every image of a dataset; labels, layout, masks and metadata stay as they are.
+    An interrupted run resumes; an --out refined by another checkpoint is refused."""
     from synthreid.refine.apply import refine_dataset
 
     with _one_line_errors(), _counter("refining") as advance:
-        result = refine_dataset(refiner, data, out, batch_size, progress=advance)
+        result = refine_dataset(refiner, data, out, batch_size, progress=advance,
+                                overwrite=overwrite)
     console.print(f"{result.refined} images refined ({result.skipped} already there), "
                   f"{result.copied} other files copied, in {result.out}")
 
@@ -495,9 +512,19 @@ def _counter(label: str):
     """A progress bar counting items of unknown total; yields the function that advances it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda n: bar.advance(task, n)
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console)
+    task = bar.add_task(label, total=None)
+
+    def advance(n: int) -> None:
+        if not bar.live.is_started:  # shown from the first item: an early error stays one line
+            bar.start()
+        bar.advance(task, n)
+
+    try:
+        yield advance
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 @app.command()
@@ -523,15 +550,20 @@ def experiment(
     real: Optional[str] = typer.Option(None, "--real",
                                        help="replaces the config's real dataset (LAYOUT:ROOT "
                                             "or .yaml)"),
+    overwrite: bool = typer.Option(False, help="run here although --out holds another "
+                                   "experiment (its report is replaced; finished stages are "
+                                   "kept and reused by key)"),
 ) -> None:
     """The thesis' experiment matrix on a real dataset, resumable; writes report.md/.html."""
-    from synthreid.experiment.matrix import run_experiment
+    from synthreid.experiment.matrix import open_experiment
 
     with _one_line_errors():
-        bar, on_stage, progress = _stage_display()
+        # Checked before the progress display starts, so a bad config or --out stays one line.
+        experiment = open_experiment(config, out, real, say=console.print, overwrite=overwrite)
+        bar, on_stage, experiment.progress = _stage_display()
         with bar:
-            report = run_experiment(config, out, real, say=console.print, progress=progress,
-                                    on_stage=on_stage).report
+            experiment.run(on_stage)
+        report = experiment.report
     console.print(f"report: {report['md']} and {report['html']}")
 
 
@@ -589,15 +621,20 @@ def demo(
     workers: int = typer.Option(None, min=1),
     real: Optional[str] = typer.Option(None, "--real", help="a real dataset (LAYOUT:ROOT or "
                                        ".yaml): adds a small refiner, real and finetuned rows"),
+    overwrite: bool = typer.Option(False, help="replace a demo of other settings in --out (its "
+                                   "report; finished stages are kept and reused by key)"),
 ) -> None:
     """The whole chain at a tiny size: plan, render, export, (refine,) train re-id, evaluate."""
-    from synthreid.experiment.demo import run_demo
+    from synthreid.experiment.demo import demo_result, open_demo
 
     with _one_line_errors():
-        bar, on_stage, progress = _stage_display()
+        # Checked before the progress display starts, so a bad --out stays one line.
+        experiment = open_demo(out, preset, characters, images, epochs, seed, engine, workers,
+                               real, say=console.print, overwrite=overwrite)
+        bar, on_stage, experiment.progress = _stage_display()
         with bar:
-            result = run_demo(out, preset, characters, images, epochs, seed, engine, workers,
-                              real, say=console.print, progress=progress, on_stage=on_stage)
+            experiment.run(on_stage)
+        result = demo_result(experiment)
     typer.echo(result.table, nl=False)
     console.print(f"dataset {result.dataset}; report {result.report['html']}")
 

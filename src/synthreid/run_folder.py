@@ -23,7 +23,13 @@ def settle(out: Path, existing: list[str], asked: dict[str, Any], resume: bool, 
     """Check a run folder before a run starts; True when the run there is to be resumed.
 
     A folder holding a run is refused unless `resume` (its config.yaml must match `asked`, but
-    for `ignore`) or `overwrite` (its files are removed, where `remove`)."""
+    for `ignore`) or `overwrite` (its files are removed, where `remove`). A file at `out`, or a
+    folder holding other files and no run, is refused always: nothing a user made is touched."""
+    if out.exists() and not out.is_dir():
+        raise error(f"--out {out}: exists and is not a folder")
+    if not existing and out.is_dir() and any(out.iterdir()):
+        raise error(f"--out {out}: holds files that are not a run of this kind; choose an empty "
+                    f"or new folder")
     if existing and resume:
         saved = out / "config.yaml"
         if not saved.exists():

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthreid.config import validate_model
-from synthreid.experiment.config import ExperimentConfig
-from synthreid.experiment.matrix import run_experiment
+from synthreid.experiment.config import ExperimentConfig, preset_label
+from synthreid.experiment.matrix import Experiment, open_experiment
 
 # A refiner small enough for minutes on a CPU: the reference networks at 64x32.
 DEMO_REFINER = {"iterations": 300, "height": 64, "width": 32, "blocks": 6, "sample_every": 100,
@@ -57,12 +57,28 @@ def demo_config(preset: str = "IV", characters: int = 40, images: int = 6, epoch
     return validate_model(ExperimentConfig, fields, "demo")
 
 
+def open_demo(out: str | Path, preset: str = "IV", characters: int = 40, images: int = 6,
+              epochs: int = 15, seed: int = 0, engine: str | None = None,
+              workers: int | None = None, real: str | None = None, say=print, progress=None,
+              overwrite: bool = False) -> Experiment:
+    """The demo's experiment, checked and given its folder; `.run()` runs it."""
+    config = demo_config(preset, characters, images, epochs, seed, engine, workers, real)
+    return open_experiment(config, out, say=say, progress=progress,
+                           title=f"synthreid demo: preset {preset}", overwrite=overwrite)
+
+
+def demo_result(experiment: Experiment) -> DemoResult:
+    preset = preset_label(experiment.config.presets[0])
+    dataset = Path(experiment.results[f"generate-{preset}"]["dataset"].partition(":")[2])
+    return DemoResult(out=experiment.out, dataset=dataset, report=experiment.report,
+                      table=experiment.report["summary"].read_text())
+
+
 def run_demo(out: str | Path, preset: str = "IV", characters: int = 40, images: int = 6,
              epochs: int = 15, seed: int = 0, engine: str | None = None, workers: int | None = None,
-             real: str | None = None, say=print, progress=None, on_stage=None) -> DemoResult:
-    config = demo_config(preset, characters, images, epochs, seed, engine, workers, real)
-    experiment = run_experiment(config, out, say=say, progress=progress, on_stage=on_stage,
-                                title=f"synthreid demo: preset {preset}")
-    dataset = Path(experiment.results[f"generate-{preset}"]["dataset"].partition(":")[2])
-    return DemoResult(out=Path(out), dataset=dataset, report=experiment.report,
-                      table=experiment.report["summary"].read_text())
+             real: str | None = None, say=print, progress=None, on_stage=None,
+             overwrite: bool = False) -> DemoResult:
+    experiment = open_demo(out, preset, characters, images, epochs, seed, engine, workers, real,
+                           say, progress, overwrite)
+    experiment.run(on_stage)
+    return demo_result(experiment)

@@ -22,8 +22,14 @@ from typing import Any
 
 import yaml
 
-from synthreid.config import check_assets, config_from_dict, deep_merge, load_config
-from synthreid.errors import JobError
+from synthreid.config import (
+    check_assets,
+    config_from_dict,
+    deep_merge,
+    differing_keys,
+    load_config,
+)
+from synthreid.errors import ConfigError, JobError
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
 
@@ -134,6 +140,7 @@ class Experiment:
         self.say, self.progress = say, progress
         self.results: dict[str, dict[str, Any]] = {}
         self.report: dict[str, Path] = {}  # report.md and report.html, once written
+        self.title = "synthreid experiment"
 
     @property
     def db_url(self) -> str:
@@ -144,7 +151,11 @@ class Experiment:
         return self.config.storage or str((self.out / "storage").resolve())
 
     def run(self, on_stage: OnStage | None = None) -> dict[str, dict]:
-        """`on_stage(stage, index, total, finished)` is called before and after each stage."""
+        """Every stage, then the report. `on_stage(stage, index, total, finished)` is called
+        before and after each stage."""
+        from synthreid.config import dump_config
+        from synthreid.experiment.report import write_experiment_report
+
         works = {"generate": self._generate, "masks": self._masks, "refine": self._refine,
                  "model": self._model, "evaluate": self._evaluate}
         total = len(self.plan.stages)
@@ -154,6 +165,8 @@ class Experiment:
             self.results[stage.name] = run_stage(stage, works[stage.kind])
             if on_stage is not None:
                 on_stage(stage, index, total, True)
+        self.report = write_experiment_report(self.plan.stages, self.results, self.out,
+                                              dump_config(self.config), title=self.title)
         return self.results
 
     def _inner(self, stage: Stage, done: int, total: int) -> None:
@@ -309,16 +322,17 @@ def _dataset_spec(spec: str) -> dict[str, Any]:
     return {"layout": layout, "root": str(Path(root).expanduser().resolve())}
 
 
-def run_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
-                   real: str | None = None, say: Callable[[str], None] = print,
-                   progress: Callable[[str, int, int], None] | None = None,
-                   on_stage: OnStage | None = None, title: str | None = None) -> Experiment:
-    """Run (or resume) every stage of an experiment (a config or its YAML file), then write its
-    report into `out` (default: out/experiments/<config name>)."""
+def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
+                    real: str | None = None, say: Callable[[str], None] = print,
+                    progress: Callable[[str, int, int], None] | None = None,
+                    title: str | None = None, overwrite: bool = False) -> Experiment:
+    """An experiment (a config or its YAML file) checked, planned and given its folder `out`
+    (default: out/experiments/<config name>), before any stage runs. An `out` holding another
+    experiment (its config.yaml differs) is refused unless `overwrite`: its config and report
+    are then replaced, while its stages stay (keyed by their settings, reused where equal)."""
     from synthreid import atomic
     from synthreid.config import dump_config
     from synthreid.experiment.config import load_experiment_config
-    from synthreid.experiment.report import write_experiment_report
 
     if not isinstance(config, ExperimentConfig):
         name = Path(config).stem
@@ -327,12 +341,33 @@ def run_experiment(config: str | Path | ExperimentConfig, out: str | Path | None
         name = "experiment"
     # Absolute: stage records name their files, and datasets resolve relative paths from their root.
     out = Path(out or Path("out/experiments") / name).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
     text = dump_config(config)
-    atomic.write_text(out / "config.yaml", text)
+    saved = out / "config.yaml"
+    if saved.is_file() and saved.read_text() != text and not overwrite:
+        differ = differing_keys(yaml.safe_load(saved.read_text()) or {},
+                                yaml.safe_load(text))
+        raise ConfigError(f"--out {out}: holds another experiment (its config.yaml differs in "
+                          f"{', '.join(differ[:6]) or 'form'}); use --overwrite to run this one "
+                          f"there (finished stages are reused by key), or another folder")
     experiment = Experiment(config, out, say, progress)
+    experiment.title = title or f"synthreid experiment: {name}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot be made ({error.strerror or error})") from None
+    atomic.write_text(saved, text)
+    return experiment
+
+
+def run_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
+                   real: str | None = None, say: Callable[[str], None] = print,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   on_stage: OnStage | None = None, title: str | None = None,
+                   overwrite: bool = False) -> Experiment:
+    """Run (or resume) every stage of an experiment (see `open_experiment`), then write its
+    report into its folder."""
+    experiment = open_experiment(config, out, real, say, progress, title, overwrite)
     experiment.run(on_stage)
-    experiment.report = write_experiment_report(
-        experiment.plan.stages, experiment.results, out, text,
-        title=title or f"synthreid experiment: {name}")
     return experiment

@@ -21,6 +21,7 @@ from synthreid.config import validate_model
 from synthreid.datasets import open_dataset
 from synthreid.datasets.writer import copy_file, mirror_folder, mirrored, save_image
 from synthreid.errors import RefineError
+from synthreid.made_by import MARKER, claim_folder, file_digest
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
 from synthreid.refine.train import build_generator
@@ -46,19 +47,24 @@ def load_refiner(checkpoint: str | Path, device: torch.device):
 
 
 def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 16,
-                   progress=None) -> RefineResult:
+                   progress=None, overwrite: bool = False) -> RefineResult:
+    """Refine every image of `data` into `out`; an `out` holding images of another refiner
+    checkpoint or source is refused unless `overwrite` (images are resumed only from the same)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     generator, config = load_refiner(checkpoint, device)
     dataset = open_dataset(data)
     root = dataset.root.resolve()
     out = mirror_folder(root, out, RefineError)
+    claim_folder(out, {"command": "refine", "checkpoint_sha256": file_digest(checkpoint),
+                       "source": str(root)}, overwrite, RefineError)
     records = dataset.train + dataset.validation + dataset.query + dataset.gallery
     images = {r.path.resolve() for r in records}
     todo = sorted(p for p in images if not mirrored(p, root, out).exists())
     copied = 0
     for path in sorted(root.rglob("*")):
         target = mirrored(path, root, out)
-        if path.is_file() and path.resolve() not in images and not target.exists():
+        if path.is_file() and path.resolve() not in images and not target.exists() and \
+                path.name != MARKER:
             copy_file(path, target)
             copied += 1
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
