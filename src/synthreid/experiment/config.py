@@ -22,7 +22,8 @@ from synthreid.limits import MAX_CHARACTERS, MAX_IMAGES_PER_CHARACTER
 
 
 class Generation(Strict):
-    characters: int = Field(1500, ge=4, le=MAX_CHARACTERS)  # the thesis: 1500 x 10 a preset
+    # At least 8: the export holds a quarter out as test ids, and a CMC needs 2 of them.
+    characters: int = Field(1500, ge=8, le=MAX_CHARACTERS)  # the thesis: 1500 x 10 a preset
     images: int = Field(10, ge=2, le=MAX_IMAGES_PER_CHARACTER)
     crop_height: int | None = Field(None, ge=32, le=2048)  # None: the preset's
     engine: Literal["cycles", "workbench"] | None = None  # None: the preset's
@@ -181,7 +182,28 @@ def load_experiment_config(path: str | Path, real: str | None = None) -> Experim
                            p.endswith((".yaml", ".yml")) else p for p in data["presets"]]
     if real is not None:  # relative to where the command runs
         data["real"] = _beside(Path.cwd() / "command line", real)
-    return validate_model(ExperimentConfig, data, path)
+    config = validate_model(ExperimentConfig, data, path)
+    check_datasets(config, path)
+    return config
+
+
+def check_datasets(config: ExperimentConfig, source: object) -> None:
+    """Open the real datasets' training splits (images unchecked, test images unopened) now,
+    so a wrong path or layout is one line before hours of rendering."""
+    from synthreid.datasets import open_dataset
+    from synthreid.errors import SynthReidError
+
+    for field in ("real", "second_real"):
+        spec = getattr(config, field)
+        if spec is None:
+            continue
+        try:
+            dataset = open_dataset(spec, check_images=False)
+        except SynthReidError as error:
+            raise ConfigError(f"{source}: {field}: {error}") from None
+        if field == "real" and len({r.pid for r in dataset.train}) < 2:
+            raise ConfigError(f"{source}: real: {spec} has {len(dataset.train)} training "
+                              f"images of fewer than 2 ids; refiners and real models need more")
 
 
 def _beside(config: Path, spec: str) -> str:

@@ -29,7 +29,7 @@ from synthreid.config import (
     differing_keys,
     load_config,
 )
-from synthreid.errors import ConfigError, JobError
+from synthreid.errors import ConfigError, EvaluationError, JobError
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
 
@@ -302,8 +302,17 @@ class Experiment:
         protocols = ["thesis"] + ([settings["standard"]] if settings["standard"] else [])
         if settings["on"] == "real":
             protocols += [p for p in settings.get("compare", []) if p not in protocols]
-        scores = {protocol: evaluate_arrays(arrays, protocol, repeats=settings["repeats"],
-                                            seed=settings["seed"]) for protocol in protocols}
+        scores = {}
+        for protocol in protocols:
+            try:
+                scores[protocol] = evaluate_arrays(arrays, protocol, repeats=settings["repeats"],
+                                                   seed=settings["seed"])
+            except EvaluationError as error:
+                # A tiny export's few test ids may have no pair across its random pseudo-cameras:
+                # the standard protocol is then not computable there (shown as missing).
+                if protocol == "thesis" or settings["on"] != "own":
+                    raise
+                stage.log(f"{protocol}: not computable on this export's test ids ({error})")
         for protocol, score in scores.items():
             stage.log(f"{protocol}: rank-1 {100 * score.rank(1):.1f}%")
         return {"dataset": spec, "dataset_name": dataset.name,
