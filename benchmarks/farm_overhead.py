@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from synthreid.config import load_config
 from synthreid.farm import queue
 from synthreid.farm.db import connect, jobs
 from synthreid.farm.plan import plan_run
+from synthreid.scene.config import load_config
 
 
 def _noop_worker(db_url: str, name: str, timings) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from synthreid.datasets import open_dataset
-from synthreid.generate import preview
+from synthreid.preview import preview
 from synthreid.refine.masks import PersonSegmenter, read_rgb
 
 

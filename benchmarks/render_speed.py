@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from synthreid.body.model import BodyModel
-from synthreid.config import config_from_dict, load_config
 from synthreid.render.renderer import Renderer
 from synthreid.scene.backgrounds import cubemap_faces
+from synthreid.scene.config import config_from_dict, load_config
 from synthreid.scene.sampling import sample_character, sample_images
 
 

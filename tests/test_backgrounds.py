@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthreid.config import check_assets, config_from_dict, load_config
 from synthreid.errors import ConfigError
+from synthreid.scene.config import check_assets, config_from_dict, load_config
 from synthreid.scene.sampling import sample_character
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}

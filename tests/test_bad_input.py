@@ -11,11 +11,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from synthreid.cli import app
-from synthreid.config import load_config
 from synthreid.datasets import read_dataset, read_dataset_file
 from synthreid.errors import SynthReidError
 from synthreid.evaluate.features import evaluate_arrays, load_features
 from synthreid.evaluate.protocols import CMCResult
+from synthreid.scene.config import load_config
 
 PROPERTY = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,7 +6,7 @@ import pytest
 from synthreid.body.character import CharacterGeometry
 from synthreid.body.gait import walk_pose
 from synthreid.body.model import skin
-from synthreid.config import load_config
+from synthreid.scene.config import load_config
 from synthreid.scene.sampling import sample_character
 from synthreid.scene.spec import BodySpec
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from synthreid.body.bvh import parse_bvh, retarget
-from synthreid.config import check_assets, config_from_dict, load_config
 from synthreid.errors import ConfigError
+from synthreid.scene.config import check_assets, config_from_dict, load_config
 from synthreid.scene.sampling import sample_character
 from synthreid.scene.spec import BodySpec
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from synthreid.config import load_config
 from synthreid.scene.camera import camera_position, sample_unit_directions
+from synthreid.scene.config import load_config
 from synthreid.scene.sampling import sample_character, sample_images
 
 SEGMENTS_DEG = [(0, 90), (60, 90), (30, 45), (80, 85), (10, 70)]

@@ -4,8 +4,8 @@ and a preset without effects draws and serialises exactly as before."""
 import numpy as np
 import pytest
 
-from synthreid.config import config_from_dict, load_config
 from synthreid.render.effects import apply_effects, high_frequency_energy
+from synthreid.scene.config import config_from_dict, load_config
 from synthreid.scene.sampling import sample_character, sample_images
 from synthreid.scene.spec import EffectsSpec
 

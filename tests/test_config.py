@@ -5,8 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 from synthreid.cli import app
-from synthreid.config import PRESET_NAMES, load_config
 from synthreid.errors import ConfigError
+from synthreid.scene.config import PRESET_NAMES, load_config
 from synthreid.scene.sampling import sample_character, sample_images
 
 

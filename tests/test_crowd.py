@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from synthreid.config import config_from_dict, load_config
 from synthreid.errors import ConfigError
+from synthreid.scene.config import config_from_dict, load_config
 from synthreid.scene.sampling import sample_character, sample_images
 
 

@@ -63,7 +63,7 @@ def test_png_bytes_are_kept_byte_for_byte(tmp_path):
 def test_ids_above_9999_name_and_read_back(tmp_path):
     """The IV-10k preset's ids: Market-1501 readers of other frameworks stop at 1,501; ours and
     our export's names go on (as many digits as an id needs)."""
-    from synthreid.config import load_config
+    from synthreid.scene.config import load_config
 
     assert load_config("IV-10k").characters == 10_000
     with staged_folder(tmp_path / "big") as staging:

@@ -7,19 +7,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from sqlalchemy import update
+from test_farm_workers import tiny, wait_for
 
 from synthreid.errors import JobError
 from synthreid.farm import supervisor
 from synthreid.farm.db import assets, connect
 from synthreid.farm.plan import plan_run
 from synthreid.farm.supervisor import render_run, run_status
-from test_farm_workers import tiny, wait_for
 
 pytestmark = pytest.mark.render
 

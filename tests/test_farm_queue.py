@@ -6,7 +6,6 @@ import time
 import pytest
 from sqlalchemy import select, text, update
 
-from synthreid.config import load_config
 from synthreid.errors import JobError
 from synthreid.farm import queue
 from synthreid.farm.db import (
@@ -19,6 +18,7 @@ from synthreid.farm.db import (
     schema_version,
 )
 from synthreid.farm.plan import plan_run
+from synthreid.scene.config import load_config
 
 
 def planned(db_url, count=6, images_per=2, name="r1"):

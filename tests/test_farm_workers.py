@@ -16,13 +16,13 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from synthreid.cli import app
-from synthreid.config import config_from_dict, load_config
 from synthreid.farm.db import assets, connect, images, jobs
 from synthreid.farm.db import characters as characters_table
 from synthreid.farm.plan import plan_run
 from synthreid.farm.storage import Storage, sha256_of
 from synthreid.farm.supervisor import run_status
 from synthreid.farm.worker import Worker, WorkerOptions
+from synthreid.scene.config import config_from_dict, load_config
 
 pytestmark = pytest.mark.render
 

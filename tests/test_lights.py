@@ -4,7 +4,7 @@ own seed stream and recorded; a lamp's colour shows on the person."""
 import numpy as np
 import pytest
 
-from synthreid.config import config_from_dict, load_config
+from synthreid.scene.config import config_from_dict, load_config
 from synthreid.scene.sampling import blackbody_rgb, sample_character, sample_images
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from synthreid.config import config_from_dict, load_config
+from synthreid.scene.config import config_from_dict, load_config
 from synthreid.scene.sampling import sample_character, sample_images
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from synthreid.cli import app
-from synthreid.config import check_assets, config_from_dict, load_config
+from synthreid.scene.config import check_assets, config_from_dict, load_config
 from synthreid.scene.photo_textures import cut_patches
 from synthreid.scene.sampling import sample_character
 

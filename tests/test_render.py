@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthreid.config import config_from_dict, load_config
+from synthreid.scene.config import config_from_dict, load_config
 from synthreid.scene.sampling import sample_character, sample_images
 from synthreid.scene.spec import CharacterSpec, ImageSpec
 

@@ -47,7 +47,7 @@ def preview(
     overwrite: bool = typer.Option(False, help="replace a preview of other settings in --out"),
 ) -> None:
     """Render a preset straight to a folder and write a contact sheet of all images."""
-    from synthreid.generate import preview as run_preview
+    from synthreid.preview import preview as run_preview
 
     if engine not in (None, "cycles", "workbench"):
         _fail(ValueError(f"--engine: expected cycles or workbench, got {engine!r}"))
@@ -77,9 +77,9 @@ def plan(
     db: str = DB_OPTION,
 ) -> None:
     """Sample every character of a run and store them, with their images and jobs."""
-    from synthreid.config import load_config
     from synthreid.farm.db import connect
     from synthreid.farm.plan import plan_run
+    from synthreid.scene.config import load_config
 
     with _one_line_errors():
         config = load_config(preset)
@@ -457,9 +457,9 @@ def refiner_train(
     training splits only."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from synthreid.config import validate_model
     from synthreid.refine.config import RefinerConfig
     from synthreid.refine.train import RefinerTrainer
+    from synthreid.typed import validate_model
 
     with _one_line_errors():
         height, sep, width = size.partition("x")
@@ -642,7 +642,7 @@ def demo(
 @app.command()
 def presets() -> None:
     """List the built-in presets (thesis Table 3.1)."""
-    from synthreid.config import ALL_PRESETS, load_config
+    from synthreid.scene.config import ALL_PRESETS, load_config
 
     for name in ALL_PRESETS:
         config = load_config(name)

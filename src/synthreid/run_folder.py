@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from synthreid import atomic
-from synthreid.config import differing_keys, read_yaml
 from synthreid.errors import SynthReidError
+from synthreid.typed import differing_keys, read_yaml
 
 
 def existing_run(out: Path, files: tuple[str, ...]) -> list[str]:

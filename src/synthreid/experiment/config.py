@@ -8,17 +8,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from synthreid.config import (
-    ALL_PRESETS,
-    PRESET_NAMES,
-    Strict,
-    deep_merge,
-    read_yaml,
-    validate_model,
-)
 from synthreid.errors import ConfigError
 from synthreid.evaluate import PROTOCOLS
 from synthreid.limits import MAX_CHARACTERS, MAX_IMAGES_PER_CHARACTER
+from synthreid.scene.config import ALL_PRESETS, PRESET_NAMES
+from synthreid.typed import Strict, deep_merge, first_error, read_yaml, validate_model
 
 
 class Generation(Strict):
@@ -156,10 +150,9 @@ def _check_fields(model, data: dict[str, Any], where: str) -> None:
     try:
         model.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise ValueError(f"{where}{'.' + field if field else ''}: {message}") from None
+        problem = first_error(error)  # "field: message", or a whole-model "message"
+        joiner = "." if error.errors()[0]["loc"] else ": "
+        raise ValueError(f"{where}{joiner}{problem}") from None
 
 
 def preset_label(entry: str) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthreid.config import validate_model
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.matrix import Experiment, open_experiment
+from synthreid.typed import validate_model
 
 # A refiner small enough for minutes on a CPU: the reference networks at 64x32.
 DEMO_REFINER = {"iterations": 300, "height": 64, "width": 32, "blocks": 6, "sample_every": 100,

@@ -22,16 +22,11 @@ from typing import Any
 
 import yaml
 
-from synthreid.config import (
-    check_assets,
-    config_from_dict,
-    deep_merge,
-    differing_keys,
-    load_config,
-)
 from synthreid.errors import ConfigError, EvaluationError, JobError
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
+from synthreid.scene.config import check_assets, config_from_dict, load_config
+from synthreid.typed import deep_merge, differing_keys
 
 REAL = "real"
 HSV = "hsv"  # the colour-histogram descriptor's row
@@ -153,8 +148,8 @@ class Experiment:
     def run(self, on_stage: OnStage | None = None) -> dict[str, dict]:
         """Every stage, then the report. `on_stage(stage, index, total, finished)` is called
         before and after each stage."""
-        from synthreid.config import dump_config
         from synthreid.experiment.report import write_experiment_report
+        from synthreid.typed import dump_config
 
         works = {"generate": self._generate, "masks": self._masks, "refine": self._refine,
                  "model": self._model, "evaluate": self._evaluate}
@@ -226,10 +221,10 @@ class Experiment:
         return {"dataset": str(described)}
 
     def _refine(self, stage: Stage) -> dict[str, Any]:
-        from synthreid.config import validate_model
         from synthreid.refine.apply import refine_dataset
         from synthreid.refine.config import RefinerConfig
         from synthreid.refine.train import RefinerTrainer
+        from synthreid.typed import validate_model
 
         source = self._result(stage.inputs[0])["dataset"]
         target = self._result(stage.inputs[1])["dataset"] if len(stage.inputs) > 1 \
@@ -340,8 +335,8 @@ def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | Non
     experiment (its config.yaml differs) is refused unless `overwrite`: its config and report
     are then replaced, while its stages stay (keyed by their settings, reused where equal)."""
     from synthreid import atomic
-    from synthreid.config import dump_config
     from synthreid.experiment.config import load_experiment_config
+    from synthreid.typed import dump_config
 
     if not isinstance(config, ExperimentConfig):
         name = Path(config).stem

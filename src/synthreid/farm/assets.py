@@ -16,10 +16,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from synthreid import atomic
-from synthreid.config import CUBEMAP_FACES
 from synthreid.errors import JobError
 from synthreid.farm.db import assets
 from synthreid.scene.backgrounds import cubemap_faces
+from synthreid.scene.config import CUBEMAP_FACES
 from synthreid.scene.spec import CharacterSpec
 
 PREFIX = "asset:"

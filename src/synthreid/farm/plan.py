@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from synthreid import package_versions
-from synthreid.config import GenerationConfig
 from synthreid.errors import JobError
 from synthreid.farm.assets import freeze
 from synthreid.farm.db import characters, images, jobs, runs
 from synthreid.limits import check_run_size
+from synthreid.scene.config import GenerationConfig
 from synthreid.scene.sampling import sample_character, sample_images
 
 BATCH = 200  # characters per transaction; each character and its job share one

@@ -27,7 +27,6 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from synthreid.config import config_from_dict
 from synthreid.errors import JobError, SynthReidError
 from synthreid.farm import queue
 from synthreid.farm.assets import HostileAsset, materialize
@@ -43,6 +42,7 @@ from synthreid.farm.db import (
 )
 from synthreid.farm.storage import Storage, attempt_prefix
 from synthreid.scene.backgrounds import asset_cache
+from synthreid.scene.config import config_from_dict
 from synthreid.scene.spec import CharacterSpec, ImageSpec
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from synthreid.config import validate_model
 from synthreid.datasets import open_dataset
 from synthreid.datasets.writer import copy_file, mirror_folder, mirrored, save_image
 from synthreid.errors import RefineError
@@ -26,6 +25,7 @@ from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
 from synthreid.refine.train import build_generator
 from synthreid.torch_files import read_torch_file
+from synthreid.typed import validate_model
 
 
 @dataclass

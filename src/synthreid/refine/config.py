@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from synthreid.config import Strict
 from synthreid.limits import MAX_ITERATIONS, MAX_SIDE_PX
+from synthreid.typed import Strict
 
 METHODS = ("cyclegan", "ptgan", "cut")
 

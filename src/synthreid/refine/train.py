@@ -27,7 +27,6 @@ import torch
 from PIL import Image
 
 from synthreid import atomic, run_folder
-from synthreid.config import dump_config
 from synthreid.errors import RefineError
 from synthreid.refine import cut, losses
 from synthreid.refine.config import RefinerConfig
@@ -35,6 +34,7 @@ from synthreid.refine.data import Domain, to_image, training_records
 from synthreid.refine.networks import PatchDiscriminator, ResnetGenerator
 from synthreid.refine.pool import ImagePool
 from synthreid.torch_files import read_torch_file, save_checkpoint
+from synthreid.typed import dump_config
 
 RUN_FILES = ("config.yaml", "last.pt", "losses.csv", "samples", "tensorboard")
 SAMPLES = 4  # images per row of the sample grid

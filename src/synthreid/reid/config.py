@@ -14,12 +14,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, model_validator
 
-from synthreid.config import Strict, deep_merge, read_yaml, validate_model
 from synthreid.errors import ConfigError
 from synthreid.limits import MAX_EPOCHS
 from synthreid.reid.data import INPUT_SIZE, Augment
 from synthreid.reid.losses import LossConfig
 from synthreid.reid.model import ModelArgs
+from synthreid.typed import Strict, deep_merge, read_yaml, validate_model
 
 RECIPES = ("modern", "openreid")
 # Settings that change how fast a run goes, never what it computes: a resume may change them.

@@ -17,11 +17,11 @@ from PIL import Image, ImageEnhance, ImageFilter
 from pydantic import Field
 from torch.utils.data import Dataset, Sampler
 
-from synthreid.config import Interval, Strict
 from synthreid.datasets.images import load_resized
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import ReidError
 from synthreid.limits import MAX_SIDE_PX
+from synthreid.typed import Interval, Strict
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)

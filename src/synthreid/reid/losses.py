@@ -8,7 +8,7 @@ import torch
 from pydantic import Field, model_validator
 from torch.nn import functional as F
 
-from synthreid.config import Strict
+from synthreid.typed import Strict
 
 
 def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:

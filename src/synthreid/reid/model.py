@@ -13,8 +13,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from synthreid.config import Strict
 from synthreid.reid.backbones import build_backbone
+from synthreid.typed import Strict
 
 
 class ModelArgs(Strict):

@@ -20,7 +20,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthreid import atomic, run_folder
-from synthreid.config import dump_config
 from synthreid.datasets import ReidDataset, relabel
 from synthreid.datasets.records import ImageRecord
 from synthreid.datasets.splits import draw_ids
@@ -32,6 +31,7 @@ from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
 from synthreid.reid.features import extract_features
 from synthreid.reid.model import ReidModel
 from synthreid.torch_files import save_checkpoint
+from synthreid.typed import dump_config
 
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "log.csv", "tensorboard")
 

@@ -17,7 +17,6 @@ import bpy
 import numpy as np
 
 from synthreid.body.character import CharacterGeometry, PosedCharacter
-from synthreid.config import RenderConfig
 from synthreid.errors import RenderError
 from synthreid.render.crop import Crop, PinholeCamera
 from synthreid.render.materials import (
@@ -27,6 +26,7 @@ from synthreid.render.materials import (
     new_material,
 )
 from synthreid.scene.backgrounds import cubemap_faces
+from synthreid.scene.config import RenderConfig
 from synthreid.scene.spec import BystanderSpec, CharacterSpec, ImageSpec, RoomSpec
 
 PERSON_TAG = "synthreid_person"

@@ -21,12 +21,12 @@ from synthreid import package_versions
 from synthreid.atomic import atomic_path
 from synthreid.body.character import CharacterGeometry
 from synthreid.body.model import COCO17, BodyModel
-from synthreid.config import GenerationConfig
 from synthreid.errors import RenderError
 from synthreid.render.backplate import composite_backplate
 from synthreid.render.blender_scene import BlenderScene
 from synthreid.render.crop import PinholeCamera, compute_crop
 from synthreid.scene.camera import camera_position
+from synthreid.scene.config import GenerationConfig
 from synthreid.scene.spec import CharacterSpec, ImageSpec
 
 

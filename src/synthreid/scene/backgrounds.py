@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synthreid.config import BUILTIN_CUBEMAPS, CUBEMAP_FACES, IMAGE_SUFFIXES
 from synthreid.errors import ConfigError
+from synthreid.scene.config import BUILTIN_CUBEMAPS, CUBEMAP_FACES, IMAGE_SUFFIXES
 
 FACE_SIZE = 512
 

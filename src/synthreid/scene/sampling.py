@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synthreid.config import (
+from synthreid.scene.camera import sample_unit_directions
+from synthreid.scene.colours import room_colour, sample_colour
+from synthreid.scene.config import (
     PHOTO_ROOMS,
     CameraEffects,
     CrowdConfig,
@@ -20,8 +22,6 @@ from synthreid.config import (
     PhotoTextures,
     equirect_images,
 )
-from synthreid.scene.camera import sample_unit_directions
-from synthreid.scene.colours import room_colour, sample_colour
 from synthreid.scene.spec import (
     AccessorySpec,
     BodySpec,

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from synthreid.config import Strict
+from synthreid.typed import Strict
 
 RGB = tuple[float, float, float]
 

@@ -1,6 +1,6 @@
-"""Public facade of the generation stage: render a preset straight into a folder (no database).
+"""`synthreid preview`: render a preset straight into a folder, without the job database.
 
-    from synthreid.generate import preview
+    from synthreid.preview import preview
     preview("IV", characters=4, images=3, seed=0, out="out/preview-IV")
 """
 
@@ -12,17 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthreid import atomic
-from synthreid.config import (
-    GenerationConfig,
-    config_from_dict,
-    differing_keys,
-    dump_config,
-    load_config,
-    read_yaml,
-)
 from synthreid.errors import ConfigError
 from synthreid.limits import check_run_size
+from synthreid.scene.config import GenerationConfig, config_from_dict, load_config
 from synthreid.scene.sampling import sample_character, sample_images
+from synthreid.typed import differing_keys, dump_config, read_yaml
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Typed generation configs, loaded from YAML; presets I-IV ship as YAML in `presets/`.
+"""The generation schema (what `preview`, `plan` and the experiment's generate stages sample
+from), typed and loaded from YAML; presets I-IV ship as YAML in `synthreid/presets/`.
 
 A user YAML may start with `extends: <preset or path>` and override any field; the merge is a
 deep merge of mappings (lists are replaced whole).
@@ -8,22 +9,14 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from synthreid.errors import ConfigError
 from synthreid.limits import MAX_CHARACTERS, MAX_IMAGES_PER_CHARACTER
+from synthreid.typed import Interval, Strict, deep_merge, read_yaml, validate_model
 
 PRESET_NAMES = ("I", "II", "III", "IV")  # the thesis' datasets (Table 3.1)
 ALL_PRESETS = PRESET_NAMES + ("IV-10k",)  # and larger ones built on them
@@ -33,9 +26,6 @@ ACCESSORIES = ("backpack", "shoulder_bag", "hat", "cap", "glasses")
 BUILTIN_CUBEMAPS = ("brick", "tiles", "street", "office")
 CUBEMAP_FACES = ("px", "nx", "py", "ny", "pz", "nz")  # +x, -x, +y, -y, +z (up), -z (down)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-Interval = tuple[float, float]
-M = TypeVar("M", bound=BaseModel)
 
 
 def _ordered(value: Interval) -> Interval:
@@ -66,25 +56,6 @@ def _positive_interval(value: Interval) -> Interval:
 
 RGB = Annotated[tuple[float, float, float], AfterValidator(_rgb),
                 Field(description="sRGB in [0, 1]")]
-
-
-class Strict(BaseModel):
-    """Frozen, no unknown fields. Options added after runs were planned are named in
-    `omitted_when_none`: left out of dumps while unused, so a config or spec that does not use
-    them dumps as before they existed, and the runs, jobs and experiment stages keyed by that
-    dump keep their identity."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    omitted_when_none: ClassVar[tuple[str, ...]] = ()
-
-    def _omitted(self) -> set[str]:
-        return {name for name in self.omitted_when_none if getattr(self, name) is None}
-
-    @model_serializer(mode="wrap")
-    def _without_unused_options(self, handler):
-        data = handler(self)
-        for name in self._omitted() & set(data):
-            del data[name]
-        return data
 
 
 class BodyConfig(Strict):
@@ -446,36 +417,6 @@ class GenerationConfig(Strict):
         return self
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: a folder, not a YAML file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (expected YAML)") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config fields at the top level")
-    return data
-
-
 def _raw_config(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> tuple[dict, Path | str]:
     key = str(name_or_path)
     if key in seen:
@@ -515,33 +456,3 @@ def config_from_dict(data: dict[str, Any], source: object = "config") -> Generat
     return validate_model(GenerationConfig, data, source)
 
 
-def validate_model(model: type[M], data: dict[str, Any], source: object = "config") -> M:
-    """Build a typed config; the first bad field becomes one ConfigError line naming it."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        # A whole-model check names its own fields in its message.
-        raise ConfigError(f"{source}: {field + ': ' if field else ''}{message}") from None
-
-
-def differing_keys(saved: dict[str, Any], asked: dict[str, Any],
-                   ignore: tuple[str, ...] = ()) -> list[str]:
-    """Dotted names of the settings where two plain (YAML/JSON) configs differ."""
-    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                out.update(flat(item, f"{prefix}{key}."))
-            return out
-        return {prefix.rstrip("."): value}
-
-    a, b = flat(saved), flat(asked)
-    return [key for key in dict.fromkeys([*a, *b]) if key not in ignore and a.get(key) != b.get(key)]
-
-
-def dump_config(config: BaseModel) -> str:
-    """A frozen config (of any stage) as YAML, saved next to every output."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
