@@ -62,7 +62,7 @@ def preview(preset: str | Path | GenerationConfig, characters: int, images: int,
     rendered (their record exists) are kept, so an interrupted preview picks up where it was.
     A folder holding a preview of other settings (config, seed) is refused unless
     `overwrite`, which removes that preview first."""
-    from synthreid.render.coco import coco_keypoints
+    from synthreid.datasets.coco import coco_keypoints
     from synthreid.render.contact_sheet import contact_sheet
     from synthreid.render.renderer import image_stem
 

@@ -13,14 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from synthreid.datasets.coco import COCO17
 from synthreid.scene.spec import BodySpec
 
 CACHE_ROOT = Path(os.environ.get("SYNTHREID_CACHE", Path.home() / ".cache" / "synthreid"))
-COCO17 = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
 
 
 def configure_anny_cache() -> None:

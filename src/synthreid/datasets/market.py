@@ -20,6 +20,7 @@ from synthreid.datasets.records import (
 MARKET_NAME = re.compile(r"^(?P<pid>-?\d+)_c(?P<camid>\d+)")
 FOLDERS = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
 VALIDATION_FOLDER = "bounding_box_val"  # our export's held-out validation ids
+MASK_FOLDER = "masks"  # our export's person masks, a PNG per image stem
 EXAMPLES = {"market1501": "0001_c1s1_000001_00.jpg", "dukemtmc": "0001_c2_f0046182.jpg",
             "cuhk03-np": "0001_c1_1.png", "synthetic": "0001_c1_000001_000.png"}
 
@@ -37,7 +38,7 @@ def read_market_layout(root: str | Path, name: str = "market1501",
         paths = list_images(folder)
         if check_images:
             check_readable(paths)
-        masks = root / "masks"
+        masks = root / MASK_FOLDER
         records = []
         for path, pid, camid in parse_names(paths, MARKET_NAME, example, folder):
             if split in ("train", "validation") and pid <= 0:

@@ -18,13 +18,12 @@ from pathlib import Path
 from PIL import Image
 
 from synthreid import atomic
-from synthreid.datasets.market import FOLDERS, VALIDATION_FOLDER
+from synthreid.datasets.market import FOLDERS, MASK_FOLDER, VALIDATION_FOLDER
 from synthreid.errors import DatasetError
 
 # Our export's splits -> Market-1501 folders (the reader's FOLDERS plus held-out validation ids).
 MARKET_FOLDERS = {"train": FOLDERS["train"], "val": VALIDATION_FOLDER,
                   "gallery": FOLDERS["gallery"], "query": FOLDERS["query"]}
-MASK_FOLDER = "masks"
 
 
 def market_stem(pid: int, camid: int, character: int, image: int) -> str:

@@ -23,6 +23,8 @@ from PIL import UnidentifiedImageError
 from sqlalchemy import select
 
 from synthreid import atomic
+from synthreid.datasets.coco import coco_document, coco_entry, read_mask
+from synthreid.datasets.records import ImageRecord, split_query_gallery
 from synthreid.datasets.splits import hold_out
 from synthreid.datasets.writer import (
     MARKET_FOLDERS,
@@ -38,7 +40,6 @@ from synthreid.errors import JobError
 from synthreid.farm.db import characters, connect, images, run_id, runs
 from synthreid.farm.storage import Storage
 from synthreid.farm.supervisor import run_status
-from synthreid.render.coco import coco_document, coco_entry, read_mask
 
 HELD_OUT = 100
 
@@ -116,22 +117,21 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
     splits = _split_ids(sorted({r["index"] for r in rows}), seed)
     rng = np.random.default_rng([seed, 3])
     cams = rng.integers(1, 3, len(rows))
+    stems = [market_stem(r["index"] + 1, int(c), r["index"], r["image"])
+             for r, c in zip(rows, cams)]
+    # Each test id's query is chosen as every reader chooses it: its first image in the lowest
+    # camera; the rest of its images are the gallery.
+    test = [ImageRecord(Path(stem), r["index"] + 1, int(c), "test")
+            for r, c, stem in zip(rows, cams, stems) if r["index"] in splits["test"]]
+    queries = {str(r.path) for r in split_query_gallery(test)[0]}
     with staged_folder(out) as staging:
         folders = make_market_folders(staging)
-        queried: set[int] = set()
-        has_cam1 = {r["index"] for r, c in zip(rows, cams) if c == 1}
         metadata, coco_images, coco_annotations = [], [], []
-        for row, camid in zip(rows, cams):
+        for row, camid, stem in zip(rows, cams, stems):
             index, pid = row["index"], row["index"] + 1
             split = next(s for s, members in splits.items() if index in members)
             if split == "test":
-                # The first camera-1 image of a test id is its query (its first image if none).
-                if index not in queried and (camid == 1 or index not in has_cam1):
-                    split = "query"
-                    queried.add(index)
-                else:
-                    split = "gallery"
-            stem = market_stem(pid, int(camid), index, row["image"])
+                split = "query" if stem in queries else "gallery"
             name = f"{stem}.{image_format}"
             rgb = storage.read_verified(row["storage_key"], row["sha256"])
             save_image(rgb, folders[split] / name, image_format, quality)

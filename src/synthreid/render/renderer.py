@@ -20,7 +20,8 @@ from PIL import Image
 from synthreid import package_versions
 from synthreid.atomic import atomic_path
 from synthreid.body.character import CharacterGeometry
-from synthreid.body.model import COCO17, BodyModel
+from synthreid.body.model import BodyModel
+from synthreid.datasets.coco import COCO17
 from synthreid.errors import RenderError
 from synthreid.render.backplate import composite_backplate
 from synthreid.render.blender_scene import BlenderScene

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from synthreid.errors import ConfigError
-from synthreid.scene.config import BUILTIN_CUBEMAPS, CUBEMAP_FACES, IMAGE_SUFFIXES
+from synthreid.scene.config import BUILTIN_CUBEMAPS, CUBEMAP_FACES, PHOTO_SUFFIXES
 
 FACE_SIZE = 512
 
@@ -109,7 +109,7 @@ def cubemap_faces(source: str) -> dict[str, Path]:
     """Face name -> image path for a cubemap source ("builtin:NAME" or a folder)."""
     folder = builtin_cubemap(source.removeprefix("builtin:")) if source.startswith(
         "builtin:") else Path(source).expanduser()
-    found = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    found = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in PHOTO_SUFFIXES}
     missing = [face for face in CUBEMAP_FACES if face not in found]
     if missing:
         raise ConfigError(f"room.cubemaps: folder {folder} lacks face images {', '.join(missing)}")

@@ -25,7 +25,9 @@ HAIR_STYLES = ("none", "buzz", "short", "bob", "long", "bun", "ponytail")
 ACCESSORIES = ("backpack", "shoulder_bag", "hat", "cap", "glasses")
 BUILTIN_CUBEMAPS = ("brick", "tiles", "street", "office")
 CUBEMAP_FACES = ("px", "nx", "py", "ny", "pz", "nz")  # +x, -x, +y, -y, +z (up), -z (down)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Background photos (cubemap faces, panoramas, backplates) Blender loads; dataset readers accept
+# more (datasets/records.py IMAGE_SUFFIXES, e.g. VIPeR's .bmp).
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _ordered(value: Interval) -> Interval:
@@ -199,7 +201,7 @@ PHOTO_ROOMS = ("equirect", "backplate")  # rooms whose background is a photo fil
 
 def equirect_images(folder: Path) -> list[Path]:
     """The images of a background folder, in a fixed order (so a seed picks the same one)."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
 
 
 def _check_background_source(kind: str, source: str) -> None:
@@ -211,13 +213,13 @@ def _check_background_source(kind: str, source: str) -> None:
             if not equirect_images(path):
                 raise ValueError(f"room.cubemaps: folder {path} holds no .png/.jpg images")
             return
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not path.is_file() or path.suffix.lower() not in PHOTO_SUFFIXES:
             raise ValueError(f"room.cubemaps: {path} is not a .png/.jpg photo or a folder "
                              f"of them")
         return
     if not path.is_dir():
         raise ValueError(f"room.cubemaps: folder {path} does not exist")
-    names = {p.stem for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    names = {p.stem for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES}
     missing = [face for face in CUBEMAP_FACES if face not in names]
     if missing:
         raise ValueError(f"room.cubemaps: folder {path} lacks face images {', '.join(missing)} "

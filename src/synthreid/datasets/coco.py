@@ -1,4 +1,5 @@
-"""COCO person-keypoint annotations for a folder of rendered images."""
+"""COCO person-keypoint annotations (the 17 COCO keypoints, boxes and areas from person masks),
+as preview folders and exports write them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import numpy as np
 from PIL import Image
 
 from synthreid import atomic
-from synthreid.body.model import COCO17
 
+COCO17 = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
 SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
             [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
 
