@@ -86,7 +86,7 @@ def throughput(characters: int, images: int) -> None:
         engine = connect(db_url)
         plan_run(engine, "farm", config, characters, images, seed=0)
         start = time.perf_counter()
-        render_run(db_url, f"{tmp}/storage", progress=False)
+        render_run(db_url, f"{tmp}/storage")
         farm = characters * images / (time.perf_counter() - start)
         with engine.connect() as c:
             finished = sorted(c.execute(select(jobs.c.finished_at)).scalars())

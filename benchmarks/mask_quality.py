@@ -52,8 +52,7 @@ def main() -> None:
     parser.add_argument("--real", help="a real dataset (LAYOUT:ROOT or .yaml) to picture")
     parser.add_argument("--out", type=Path, default=Path("out/mask-quality"))
     args = parser.parse_args()
-    rendered = preview("IV", args.characters, args.images, seed=0, out=args.out / "rendered",
-                       progress=False)
+    rendered = preview("IV", args.characters, args.images, seed=0, out=args.out / "rendered")
     pairs = []
     for path in rendered.images:
         mask_path = path.parent.parent / "masks" / f"{path.stem}.png"

@@ -61,7 +61,7 @@ def test_workers_that_keep_dying_stop_render_with_their_last_error(tmp_path, mon
     monkeypatch.setattr(supervisor, "_spawn", dying_worker)
     with pytest.raises(JobError, match=r"workers keep dying \(6 in a row with no image "
                                        r"finished\); the last said: OSError: \[Errno 28\]"):
-        render_run(db_url, str(tmp_path / "storage"), workers=2, progress=False)
+        render_run(db_url, str(tmp_path / "storage"), workers=2)
     assert len(started) == 2 + 6 - 1  # two at start, restarted until the sixth death
 
 

@@ -203,7 +203,7 @@ def test_an_interrupted_plan_is_not_whole_until_planned_again(db_url, tmp_path, 
     monkeypatch.setattr(planning, "BATCH", 2)
     engine = connect(db_url)
 
-    def interrupt(count):
+    def interrupt(event):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -180,8 +180,8 @@ def test_resume_continues_with_the_same_losses(domains, tmp_path, method):
     class Killed(Exception):
         pass
 
-    def kill(iteration, _):
-        if iteration == 20:  # right after the checkpoint at iteration 20
+    def kill(event):
+        if event.done == 20:  # right after the checkpoint at iteration 20
             raise Killed
 
     with pytest.raises(Killed):

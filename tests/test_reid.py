@@ -89,7 +89,13 @@ def test_training_raises_the_validation_score_far_above_chance(shapes, tmp_path)
     config = small_config(tmp_path / "run", epochs=20, batch_size=16, milestones=[16])
     trainer = Trainer(config, [shapes])  # 15 batches an epoch: 300 iterations
     untrained = trainer.validate()[0].area
-    summary = trainer.fit()
+    heard = []
+    summary = trainer.fit(heard.append)
+    # Progress: every step of every epoch, images so far of the epoch's total, with its loss.
+    assert len(heard) == 20 * 15 and [e.task for e in heard[::15]] == [
+        f"epoch {i}" for i in range(20)]
+    assert all(e.done == e.total == 15 * 16 for e in heard[14::15])
+    assert heard[-1].values["loss"] < heard[0].values["loss"]
     # 12 unseen validation ids: chance is a CMC area of 6.5 (of at most 12); the untrained net
     # scores about 8.2 (the identity colours show through); with this seed training reaches
     # 9.9. We ask for 9.0: 2.5 above chance and 1 above the untrained net.

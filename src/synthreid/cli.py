@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -53,9 +52,9 @@ def preview(
         _fail(ValueError(f"--engine: expected cycles or workbench, got {engine!r}"))
     if crop not in (None, "tight", "bbox3d"):
         _fail(ValueError(f"--crop: expected tight or bbox3d, got {crop!r}"))
-    with _one_line_errors():
+    with _one_line_errors(), _shown() as show:
         result = run_preview(preset, characters, images, seed, out, engine=engine, crop=crop,
-                             samples=samples, overwrite=overwrite)
+                             samples=samples, overwrite=overwrite, progress=show)
     console.print(f"{len(result.images)} images ({result.rendered} rendered now) in {result.out}; "
                   f"contact sheet {result.contact_sheet}")
 
@@ -100,8 +99,8 @@ def render(
     """Render every outstanding job with local worker processes."""
     from synthreid.farm.supervisor import render_run
 
-    with _one_line_errors():
-        status = render_run(db, storage, workers, run, lease)
+    with _one_line_errors(), _shown() as show:
+        status = render_run(db, storage, workers, run, lease, progress=show)
     console.print(f"{status.images_done} of {status.images_total} images done; jobs {status.jobs}",
                   markup=False, highlight=False, soft_wrap=True)
     failed = status.jobs.get("failed", 0)
@@ -336,8 +335,6 @@ def reid_train(
     """Train a re-id model; the best epoch by validation CMC area is kept as best.pt."""
     given = {k: v for k, v in locals().items()  # the TrainConfig fields among the flags
              if k not in ("config", "recipe", "resume", "overwrite")}
-    from rich.progress import BarColumn, Progress, TextColumn
-
     from synthreid.reid.config import load_train_config
     from synthreid.reid.train import Trainer
 
@@ -351,26 +348,13 @@ def reid_train(
         console.print(f"recipe {run.recipe}, {run.model.backbone} at {run.augment.height}x"
                       f"{run.augment.width}; augmentations: "
                       f"{', '.join(run.augment.used()) or 'none'}; config in {run.out}/config.yaml")
-        columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-                   TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.2f} "
-                              "{task.fields[rate]:.1f} img/s"))
-        with Progress(*columns, console=console) as bar:
-            task = bar.add_task("train", total=None, epoch=trainer.start_epoch, loss=0.0, acc=0.0,
-                                rate=0.0)
-            started = [time.perf_counter(), 0]
+        def log(stats):
+            console.print(f"epoch {stats['epoch']}: loss {stats['loss']:.3f}, validation CMC "
+                          f"area {stats['validation_area']:.2f}, {stats['images_per_s']:.1f} "
+                          f"images/s")
 
-            def progress(images, mean_loss, accuracy):
-                started[1] += images
-                rate = started[1] / max(time.perf_counter() - started[0], 1e-6)
-                bar.update(task, advance=images, loss=mean_loss, acc=accuracy, rate=rate)
-
-            def log(stats):
-                bar.update(task, epoch=stats["epoch"] + 1)
-                bar.console.print(f"epoch {stats['epoch']}: loss {stats['loss']:.3f}, "
-                                  f"validation CMC area {stats['validation_area']:.2f}, "
-                                  f"{stats['images_per_s']:.1f} images/s")
-
-            summary = trainer.fit(progress, log)
+        with _shown() as show:
+            summary = trainer.fit(show, log)
     console.print(f"best validation CMC area {summary['best_validation_area']:.2f}; "
                   f"checkpoints in {run.out}")
 
@@ -455,8 +439,6 @@ def refiner_train(
 ) -> None:
     """Train an unpaired refiner (CycleGAN, PTGAN, CUT) from generated to real images, on the
     training splits only."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from synthreid.refine.config import RefinerConfig
     from synthreid.refine.train import RefinerTrainer
     from synthreid.typed import validate_model
@@ -473,17 +455,8 @@ def refiner_train(
         trainer = RefinerTrainer(config)
         if trainer.open(resume=resume, overwrite=overwrite):
             console.print(f"resuming after iteration {trainer.iteration}")
-        columns = (TextColumn("refiner"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[losses]}"))
-        with Progress(*columns, console=console) as bar:
-            task = bar.add_task("train", total=config.iterations, completed=trainer.iteration,
-                                losses="")
-
-            def progress(iteration, last):
-                shown = " ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "iteration")
-                bar.update(task, completed=iteration, losses=shown)
-
-            summary = trainer.fit(progress)
+        with _shown() as show:
+            summary = trainer.fit(show)
     console.print(f"{summary['iterations']} iterations; checkpoint {out / 'last.pt'}, samples in "
                   f"{out / 'samples'}")
 
@@ -500,28 +473,42 @@ def refine(
     An interrupted run resumes; an --out refined by another checkpoint is refused."""
     from synthreid.refine.apply import refine_dataset
 
-    with _one_line_errors(), _counter("refining") as advance:
-        result = refine_dataset(refiner, data, out, batch_size, progress=advance,
+    with _one_line_errors(), _shown() as show:
+        result = refine_dataset(refiner, data, out, batch_size, progress=show,
                                 overwrite=overwrite)
     console.print(f"{result.refined} images refined ({result.skipped} already there), "
                   f"{result.copied} other files copied, in {result.out}")
 
 
 @contextlib.contextmanager
-def _counter(label: str):
-    """A progress bar counting items of unknown total; yields the function that advances it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+def _shown():
+    """The one progress display: a line per task of the events a command's work reports (see
+    `synthreid.progress`), drawn from the first event on, so an early error stays one line."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console)
-    task = bar.add_task(label, total=None)
+    bar = Progress(TextColumn("{task.description:<28}", markup=False), BarColumn(),
+                   MofNCompleteColumn(), TextColumn("{task.fields[values]}", markup=False),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    tasks: dict[str, int] = {}
 
-    def advance(n: int) -> None:
-        if not bar.live.is_started:  # shown from the first item: an early error stays one line
+    def show(event) -> None:
+        if not bar.live.is_started:
             bar.start()
-        bar.advance(task, n)
+        if event.task not in tasks:
+            tasks[event.task] = bar.add_task(event.task, total=event.total, values="")
+        values = " ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in event.values.items())
+        bar.update(tasks[event.task], completed=event.done, total=event.total, values=values)
 
     try:
-        yield advance
+        yield show
     finally:
         if bar.live.is_started:
             bar.stop()
@@ -535,8 +522,8 @@ def masks(
     """Person masks for a real dataset (mediapipe selfie segmentation), for PTGAN's real side."""
     from synthreid.refine.masks import write_masks
 
-    with _one_line_errors(), _counter("masks") as advance:
-        result = write_masks(data, out, progress=advance)
+    with _one_line_errors(), _shown() as show:
+        result = write_masks(data, out, progress=show)
     console.print(f"{result.written} masks written ({result.skipped} already there, "
                   f"{result.empty} with no person found) in {result.out}; give it to the "
                   f"dataset YAML as `masks: {result.out}`")
@@ -560,9 +547,8 @@ def experiment(
     with _one_line_errors():
         # Checked before the progress display starts, so a bad config or --out stays one line.
         experiment = open_experiment(config, out, real, say=console.print, overwrite=overwrite)
-        bar, on_stage, experiment.progress = _stage_display()
-        with bar:
-            experiment.run(on_stage)
+        with _shown() as experiment.progress:
+            experiment.run()
         report = experiment.report
     console.print(f"report: {report['md']} and {report['html']}")
 
@@ -576,39 +562,11 @@ def textures(
     """Cut garment textures from a real dataset's training images, for clothes.photo_textures."""
     from synthreid.scene.photo_textures import build_texture_library
 
-    with _one_line_errors(), _counter("textures") as advance:
-        result = build_texture_library(data, out, progress=advance)
+    with _one_line_errors(), _shown() as show:
+        result = build_texture_library(data, out, progress=show)
     console.print(f"{result.upper} upper and {result.lower} lower patches in {result.out} "
                   f"({result.skipped} training images gave fewer than two); use it as "
                   f"clothes: {{photo_textures: {{folder: {result.out}}}}}")
-
-
-def _stage_display():
-    """A rich display for experiment stages: overall stages done (with ETA) and the current
-    stage's own progress (refiner iterations, re-id epochs)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("{task.description:<44}", markup=False), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    bar = Progress(*columns, console=console)
-    overall = bar.add_task("stages", total=None)
-    inner = bar.add_task("", total=None, visible=False)
-
-    def on_stage(stage, index: int, total: int, finished: bool) -> None:
-        bar.update(overall, description=stage.name, total=total, completed=index + finished)
-        bar.update(inner, visible=False)
-
-    def progress(name: str, done: int, total: int) -> None:
-        bar.update(inner, description=f"  {name}", completed=done, total=total, visible=True)
-
-    return bar, on_stage, progress
 
 
 @app.command()
@@ -631,9 +589,8 @@ def demo(
         # Checked before the progress display starts, so a bad --out stays one line.
         experiment = open_demo(out, preset, characters, images, epochs, seed, engine, workers,
                                real, say=console.print, overwrite=overwrite)
-        bar, on_stage, experiment.progress = _stage_display()
-        with bar:
-            experiment.run(on_stage)
+        with _shown() as experiment.progress:
+            experiment.run()
         result = demo_result(experiment)
     typer.echo(result.table, nl=False)
     console.print(f"dataset {result.dataset}; report {result.report['html']}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from synthreid import atomic
 from synthreid.errors import ConfigError
 from synthreid.limits import check_run_size
+from synthreid.progress import Reporter, report
 from synthreid.scene.config import GenerationConfig, config_from_dict, load_config
 from synthreid.scene.sampling import sample_character, sample_images
 from synthreid.typed import differing_keys, dump_config, read_yaml
@@ -56,7 +57,7 @@ def _done(out: Path, stems: list[str]) -> bool:
 
 def preview(preset: str | Path | GenerationConfig, characters: int, images: int, seed: int,
             out: str | Path, engine: str | None = None, crop: str | None = None,
-            samples: int | None = None, progress: bool = True,
+            samples: int | None = None, progress: Reporter | None = None,
             overwrite: bool = False) -> PreviewResult:
     """Render `characters` x `images` of a preset into `out`, resumably: images already
     rendered (their record exists) are kept, so an interrupted preview picks up where it was.
@@ -88,25 +89,14 @@ def preview(preset: str | Path | GenerationConfig, characters: int, images: int,
 
     rendered = 0
     if jobs:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
         from synthreid.render.renderer import Renderer
 
         renderer = Renderer(config)
-        columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, disable=not progress) as bar:
-            task = bar.add_task("images", total=len(jobs) * images)
-            for character, views in jobs:
-                renderer.render_character(character, views, out)
-                rendered += len(views)
-                bar.advance(task, len(views))
+        report(progress, "rendering", 0, len(jobs) * images)
+        for character, views in jobs:
+            renderer.render_character(character, views, out)
+            rendered += len(views)
+            report(progress, "rendering", rendered, len(jobs) * images)
 
     records = [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
     image_paths = sorted((out / "images").glob("*.png"))

@@ -76,9 +76,9 @@ def demo_result(experiment: Experiment) -> DemoResult:
 
 def run_demo(out: str | Path, preset: str = "IV", characters: int = 40, images: int = 6,
              epochs: int = 15, seed: int = 0, engine: str | None = None, workers: int | None = None,
-             real: str | None = None, say=print, progress=None, on_stage=None,
+             real: str | None = None, say=print, progress=None,
              overwrite: bool = False) -> DemoResult:
     experiment = open_demo(out, preset, characters, images, epochs, seed, engine, workers, real,
                            say, progress, overwrite)
-    experiment.run(on_stage)
+    experiment.run()
     return demo_result(experiment)

@@ -25,12 +25,12 @@ import yaml
 from synthreid.errors import ConfigError, EvaluationError, JobError
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
+from synthreid.progress import Reporter, report
 from synthreid.scene.config import check_assets, config_from_dict, load_config
 from synthreid.typed import deep_merge, differing_keys
 
 REAL = "real"
 HSV = "hsv"  # the colour-histogram descriptor's row
-OnStage = Callable[[Stage, int, int, bool], None]
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Experiment:
     """Runs a plan's stages in order, each through `run_stage` (skipped when finished)."""
 
     def __init__(self, config: ExperimentConfig, out: Path, say: Callable[[str], None] = print,
-                 progress: Callable[[str, int, int], None] | None = None) -> None:
+                 progress: Reporter | None = None) -> None:
         self.config, self.out = config, Path(out)
         self.plan = plan_experiment(config, self.out)
         self.say, self.progress = say, progress
@@ -145,9 +145,9 @@ class Experiment:
     def storage_url(self) -> str:
         return self.config.storage or str((self.out / "storage").resolve())
 
-    def run(self, on_stage: OnStage | None = None) -> dict[str, dict]:
-        """Every stage, then the report. `on_stage(stage, index, total, finished)` is called
-        before and after each stage."""
+    def run(self) -> dict[str, dict]:
+        """Every stage, then the report. `progress` hears of the stages ("stages", with each
+        one's number) and of each running stage's own work (its name: epochs, iterations)."""
         from synthreid.experiment.report import write_experiment_report
         from synthreid.typed import dump_config
 
@@ -155,18 +155,15 @@ class Experiment:
                  "model": self._model, "evaluate": self._evaluate}
         total = len(self.plan.stages)
         for index, stage in enumerate(self.plan.stages):
-            if on_stage is not None:
-                on_stage(stage, index, total, False)
+            report(self.progress, "stages", index, total)
             self.results[stage.name] = run_stage(stage, works[stage.kind])
-            if on_stage is not None:
-                on_stage(stage, index, total, True)
+            report(self.progress, "stages", index + 1, total)
         self.report = write_experiment_report(self.plan.stages, self.results, self.out,
                                               dump_config(self.config), title=self.title)
         return self.results
 
     def _inner(self, stage: Stage, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress(stage.name, done, total)
+        report(self.progress, stage.name, done, total)
 
     def _result(self, stage: Stage) -> dict[str, Any]:
         return self.results[stage.name]
@@ -189,7 +186,7 @@ class Experiment:
                      settings["images"], settings["seed"])
             stage.log("rendering")
             status = render_run(self.db_url, self.storage_url, self.config.generation.workers,
-                                run, progress=False)
+                                run)
             if status.jobs.get("failed"):
                 raise JobError(f"{stage.name}: {status.jobs['failed']} characters failed to "
                                f"render (synthreid status --db {self.db_url} shows why)")
@@ -236,7 +233,7 @@ class Experiment:
         trainer = RefinerTrainer(config)
         if trainer.open(resume=True):
             stage.log(f"resuming the refiner after iteration {trainer.iteration}")
-        trainer.fit(lambda iteration, _: self._inner(stage, iteration, config.iterations))
+        trainer.fit(lambda event: self._inner(stage, event.done, config.iterations))
         refined = stage.folder / "dataset"
         result = refine_dataset(stage.folder / "refiner" / "last.pt", source, refined)
         stage.log(f"refined {result.refined} images ({result.skipped} already there)")
@@ -328,7 +325,7 @@ def _dataset_spec(spec: str) -> dict[str, Any]:
 
 def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
                     real: str | None = None, say: Callable[[str], None] = print,
-                    progress: Callable[[str, int, int], None] | None = None,
+                    progress: Reporter | None = None,
                     title: str | None = None, overwrite: bool = False) -> Experiment:
     """An experiment (a config or its YAML file) checked, planned and given its folder `out`
     (default: out/experiments/<config name>), before any stage runs. An `out` holding another
@@ -367,11 +364,10 @@ def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | Non
 
 def run_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
                    real: str | None = None, say: Callable[[str], None] = print,
-                   progress: Callable[[str, int, int], None] | None = None,
-                   on_stage: OnStage | None = None, title: str | None = None,
+                   progress: Reporter | None = None, title: str | None = None,
                    overwrite: bool = False) -> Experiment:
     """Run (or resume) every stage of an experiment (see `open_experiment`), then write its
     report into its folder."""
     experiment = open_experiment(config, out, real, say, progress, title, overwrite)
-    experiment.run(on_stage)
+    experiment.run()
     return experiment

@@ -19,6 +19,7 @@ from synthreid.errors import JobError
 from synthreid.farm.assets import freeze
 from synthreid.farm.db import characters, images, jobs, runs
 from synthreid.limits import check_run_size
+from synthreid.progress import Reporter, report
 from synthreid.scene.config import GenerationConfig
 from synthreid.scene.sampling import sample_character, sample_images
 
@@ -81,7 +82,7 @@ def _forget(engine: Engine, run: int) -> None:
 
 
 def _store(engine: Engine, run: int, config: GenerationConfig, done: int, characters_count: int,
-           images_count: int, seed: int, progress) -> None:
+           images_count: int, seed: int, progress: Reporter | None) -> None:
     memo: dict[str, str] = {}  # user file -> its asset key, stored once per plan
     for start in range(done, characters_count, BATCH):
         stop = min(start + BATCH, characters_count)
@@ -97,5 +98,4 @@ def _store(engine: Engine, run: int, config: GenerationConfig, done: int, charac
                     for view in sample_images(config, character, images_count)])
                 connection.execute(insert(jobs).values(run_id=run, character_id=row,
                                                        status="pending", attempts=0))
-        if progress is not None:
-            progress(stop - start)
+        report(progress, "planning", stop, characters_count)

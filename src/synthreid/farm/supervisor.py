@@ -1,5 +1,5 @@
 """Local render farm: N worker processes on this machine, restarted if they die, watched through
-the job database with a progress bar (images done, rate, ETA, failures)."""
+the job database, reporting images done, rate and failed jobs as progress events."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from synthreid.farm.db import (
     runs,
 )
 from synthreid.farm.storage import Storage
+from synthreid.progress import Reporter, report
 
 
 @dataclass
@@ -120,18 +121,10 @@ def _alive(pid: int) -> bool:
 
 
 def render_run(db_url: str, storage_url: str, workers: int | None = None, run: str | None = None,
-               lease_s: float = 120.0, progress: bool = True) -> RunStatus:
+               lease_s: float = 120.0, progress: Reporter | None = None) -> RunStatus:
     """Render every outstanding job (of `run`, or of all runs) with local workers. Returns the
     final status (its `jobs` may hold failed ones); raises JobError, after stopping the workers,
     when the database goes away or the workers keep dying."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from synthreid.farm.worker import WorkerOptions
 
     WorkerOptions(lease_s=lease_s)  # a bad lease is one line here, not N dying workers
@@ -153,44 +146,38 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
     processes = [spawn(i) for i in range(count)]
     started, done_at_start = time.time(), status.images_done
     crashes, done_at_crash = 0, status.images_done
-    columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]:.2f} img/s"), TimeRemainingColumn(),
-               TextColumn("failed jobs {task.fields[failed]}"))
     finished = False
     try:
-        with Progress(*columns, disable=not progress) as bar:
-            task = bar.add_task("images", total=status.images_total,
-                                completed=status.images_done, rate=0.0, failed=0)
-            while True:
-                time.sleep(1.0)
-                check_present(engine)
-                try:
-                    status = run_status(engine, run_filter)
-                except (OperationalError, InterfaceError) as error:
-                    reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-                    raise JobError(f"the job database stopped answering: {reason}") from None
-                rate = (status.images_done - done_at_start) / max(time.time() - started, 1e-6)
-                bar.update(task, completed=status.images_done, rate=rate,
-                           failed=status.jobs.get("failed", 0))
-                alive = [p.poll() is None for p in processes]
-                if status.outstanding == 0 and not any(alive):
-                    break
-                if status.images_done > done_at_crash:
-                    crashes, done_at_crash = 0, status.images_done
-                for i, is_alive in enumerate(alive):
-                    if is_alive or status.outstanding == 0:
-                        continue
-                    code = processes[i].returncode
-                    if code == 2:  # the worker could not start at all, or lost the database
-                        raise JobError(_last_error(logs / f"worker-{i}.log"))
-                    if code != 0:
-                        crashes += 1
-                        if crashes >= CRASHES_PER_WORKER * count:
-                            raise JobError(f"workers keep dying ({crashes} in a row with no "
-                                           f"image finished); the last said: "
-                                           f"{_last_error(logs / f'worker-{i}.log')} (logs in "
-                                           f"{logs})")
-                    processes[i] = spawn(i)
+        while True:
+            time.sleep(1.0)
+            check_present(engine)
+            try:
+                status = run_status(engine, run_filter)
+            except (OperationalError, InterfaceError) as error:
+                reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+                raise JobError(f"the job database stopped answering: {reason}") from None
+            rate = (status.images_done - done_at_start) / max(time.time() - started, 1e-6)
+            report(progress, "rendering", status.images_done, status.images_total, rate=rate,
+                   failed=status.jobs.get("failed", 0))
+            alive = [p.poll() is None for p in processes]
+            if status.outstanding == 0 and not any(alive):
+                break
+            if status.images_done > done_at_crash:
+                crashes, done_at_crash = 0, status.images_done
+            for i, is_alive in enumerate(alive):
+                if is_alive or status.outstanding == 0:
+                    continue
+                code = processes[i].returncode
+                if code == 2:  # the worker could not start at all, or lost the database
+                    raise JobError(_last_error(logs / f"worker-{i}.log"))
+                if code != 0:
+                    crashes += 1
+                    if crashes >= CRASHES_PER_WORKER * count:
+                        raise JobError(f"workers keep dying ({crashes} in a row with no image "
+                                       f"finished); the last said: "
+                                       f"{_last_error(logs / f'worker-{i}.log')} (logs in "
+                                       f"{logs})")
+                processes[i] = spawn(i)
         finished = True
     finally:
         for process in processes:

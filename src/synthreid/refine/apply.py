@@ -21,6 +21,7 @@ from synthreid.datasets import open_dataset
 from synthreid.datasets.writer import copy_file, mirror_folder, mirrored, save_image
 from synthreid.errors import RefineError
 from synthreid.made_by import MARKER, claim_folder, file_digest
+from synthreid.progress import Reporter, report
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
 from synthreid.refine.train import build_generator
@@ -47,7 +48,7 @@ def load_refiner(checkpoint: str | Path, device: torch.device):
 
 
 def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 16,
-                   progress=None, overwrite: bool = False) -> RefineResult:
+                   progress: Reporter | None = None, overwrite: bool = False) -> RefineResult:
     """Refine every image of `data` into `out`; an `out` holding images of another refiner
     checkpoint or source is refused unless `overwrite` (images are resumed only from the same)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -78,7 +79,6 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
                 size, image_format = original.size, original.format
             picture = to_image(image).resize(size, Image.BICUBIC)
             save_image(picture, mirrored(path, root, out), image_format)
-        if progress is not None:
-            progress(len(chunk))
+        report(progress, "refining", start + len(chunk), len(todo))
     return RefineResult(out=out, refined=len(todo), skipped=len(images) - len(todo),
                         copied=copied)

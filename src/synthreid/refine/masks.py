@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from synthreid.datasets import open_dataset
 from synthreid.datasets.writer import mirror_folder, mirrored, save_image
 from synthreid.errors import RefineError
+from synthreid.progress import Reporter, report
 
 THRESHOLD = 0.5  # the model's person confidence at which a pixel counts as person
 
@@ -72,7 +73,7 @@ class MasksResult:
 SPLITS = ("train", "validation", "query", "gallery")
 
 
-def write_masks(data: str, out: str | Path, progress=None,
+def write_masks(data: str, out: str | Path, progress: Reporter | None = None,
                 splits: tuple[str, ...] = SPLITS) -> MasksResult:
     """A PNG mask (255 person, 0 background) for every image of `data`'s `splits` under `out`,
     by its path relative to the dataset root. Masks already there are kept, so a stopped run
@@ -87,7 +88,7 @@ def write_masks(data: str, out: str | Path, progress=None,
     todo = [p for p in images if not mirrored(p, root, out, ".png").exists()]
     empty = 0
     with PersonSegmenter() as segmenter:
-        for path in todo:
+        for done, path in enumerate(todo, start=1):
             try:
                 rgb = read_rgb(path)
             except (OSError, UnidentifiedImageError):
@@ -96,6 +97,5 @@ def write_masks(data: str, out: str | Path, progress=None,
             empty += not mask.any()
             picture = Image.fromarray(mask.astype(np.uint8) * 255)
             save_image(picture, mirrored(path, root, out, ".png"), "png")
-            if progress is not None:
-                progress(1)
+            report(progress, "masks", done, len(todo))
     return MasksResult(out=out, written=len(todo), skipped=len(images) - len(todo), empty=empty)

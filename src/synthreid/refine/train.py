@@ -28,6 +28,7 @@ from PIL import Image
 
 from synthreid import atomic, run_folder
 from synthreid.errors import RefineError
+from synthreid.progress import Reporter, report
 from synthreid.refine import cut, losses
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import Domain, to_image, training_records
@@ -194,7 +195,9 @@ class RefinerTrainer:
                               f"diverged (try a lower --lr); {self.out / 'last.pt'} holds the "
                               f"last checkpoint")
 
-    def fit(self, progress=None) -> dict:
+    def fit(self, progress: Reporter | None = None) -> dict:
+        """Train to the last iteration; `progress` hears of every iteration, with the last
+        logged losses as values."""
         if not self.opened:
             self.open()
         writer = run_folder.tensorboard(self.out)
@@ -219,8 +222,9 @@ class RefinerTrainer:
             if self.iteration % self.config.checkpoint_every == 0 or \
                     self.iteration == self.config.iterations:
                 self.save()
-            if progress is not None:
-                progress(self.iteration, self.history[-1] if self.history else {})
+            last = self.history[-1] if self.history else {}
+            report(progress, "refiner", self.iteration, self.config.iterations,
+                   **{k: v for k, v in last.items() if k != "iteration"})
         writer.flush()
         return {"iterations": self.iteration, "seconds": time.perf_counter() - started}
 

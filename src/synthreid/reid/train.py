@@ -25,6 +25,7 @@ from synthreid.datasets.records import ImageRecord
 from synthreid.datasets.splits import draw_ids
 from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
+from synthreid.progress import Reporter, report
 from synthreid.reid.checkpoint import load_checkpoint
 from synthreid.reid.config import RUNTIME_ONLY, TrainConfig
 from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
@@ -209,7 +210,18 @@ class Trainer:
                 images, labels = next(iterators[index])
             yield self.sources[index].head, images, labels
 
-    def train_epoch(self, epoch: int, progress=None) -> dict:
+    def _epoch_images(self) -> int:
+        """Images this rank trains on in one epoch: a pass over the first source, and the
+        second's batches between (see `_batches`)."""
+        first = self.sources[0].loader
+        images = len(first) * first.batch_size
+        if len(self.sources) == 2:
+            second = self.sources[1].loader
+            images += len(first) // self.config.mix_ratio * second.batch_size
+        return images
+
+    def train_epoch(self, epoch: int, progress: Reporter | None = None) -> dict:
+        """One epoch; `progress` hears of every step (images so far, mean loss, accuracy)."""
         self.model.train()
         factor = _lr_factor(self.config, epoch)
         for group in self.optimizer.param_groups:
@@ -235,8 +247,8 @@ class Trainer:
             total += value * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
-            if progress is not None:
-                progress(len(labels), total / seen, correct / seen)
+            report(progress, f"epoch {epoch}", seen, self._epoch_images(), loss=total / seen,
+                   accuracy=correct / seen)
         if seen == 0:
             raise ReidError("an epoch produced no batch: the training set is smaller than a batch")
         return {"loss": total / seen, "accuracy": correct / seen,
@@ -260,9 +272,10 @@ class Trainer:
                 raise ReidError(f"validation on {source.name}: {error}") from None
         return results
 
-    def fit(self, progress=None, log=None) -> dict:
+    def fit(self, progress: Reporter | None = None, log=None) -> dict:
         """Train to the last epoch (or an early stop). Claims the run folder first unless
-        `open()` was called."""
+        `open()` was called. `progress` hears of every step; `log(stats)` gets each epoch's
+        record (loss, accuracy, validation scores) as log.csv does."""
         if not self.opened:
             self.open()
         stale = 0

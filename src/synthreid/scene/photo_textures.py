@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from synthreid import atomic
 from synthreid.errors import DatasetError
+from synthreid.progress import Reporter, report
 
 # Rows of the person's box, as fractions from the top: torso and thighs (below the hands).
 BANDS = {"upper": (0.24, 0.46), "lower": (0.60, 0.80)}
@@ -67,7 +68,8 @@ class LibraryResult:
     skipped: int  # training images without a mask or with too little person in a band
 
 
-def build_texture_library(data: str, out: str | Path, progress=None) -> LibraryResult:
+def build_texture_library(data: str, out: str | Path,
+                          progress: Reporter | None = None) -> LibraryResult:
     """Cut patches from every training image of `data` (which needs person masks: a Market
     export's, `masks: DIR` in a dataset YAML, or `synthreid masks`)."""
     from synthreid.datasets import open_dataset
@@ -80,7 +82,7 @@ def build_texture_library(data: str, out: str | Path, progress=None) -> LibraryR
         raise DatasetError(f"{data}: its training images have no person masks; make them with "
                            f"'synthreid masks' and give them as masks: DIR in a dataset YAML")
     counts, skipped, sources = {"upper": 0, "lower": 0}, 0, []
-    for record in dataset.train:
+    for done, record in enumerate(dataset.train, start=1):
         if record.mask is None:
             skipped += 1
             continue
@@ -99,8 +101,7 @@ def build_texture_library(data: str, out: str | Path, progress=None) -> LibraryR
         if patches:
             sources.append({"image": str(record.path), "pid": record.pid,
                             "patches": sorted(patches)})
-        if progress is not None:
-            progress(1)
+        report(progress, "textures", done, len(dataset.train))
     atomic.write_text(out / "library.json", json.dumps(
         {"data": data, "bands": BANDS, "sources": sources}, indent=1))
     return LibraryResult(out=out, upper=counts["upper"], lower=counts["lower"], skipped=skipped)
