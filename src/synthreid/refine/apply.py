@@ -24,7 +24,7 @@ from synthreid.made_by import MARKER, claim_folder, file_digest
 from synthreid.progress import Reporter, report
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
-from synthreid.refine.train import build_generator
+from synthreid.refine.method import build_generator
 from synthreid.torch_files import read_torch_file
 from synthreid.typed import validate_model
 

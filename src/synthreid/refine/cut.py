@@ -1,4 +1,5 @@
-"""Contrastive unpaired translation (CUT, Park et al. 2020): one generator G, no cycle. A patch of
+"""Contrastive unpaired translation (CUT, Park et al. 2020): one generator G, no cycle (the
+method `CUT` at the end; PatchNCE's parts first). A patch of
 G(a) must be more like the patch of a at the same place than like any other patch of a (PatchNCE
 on features of G's own encoder), so G keeps the content where it changes the style.
 
@@ -10,11 +11,15 @@ convolutions, and the first and fifth residual blocks (the last one when there a
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthreid.refine import losses
+from synthreid.refine.method import RefinerMethod, Terms
 from synthreid.refine.networks import ResidualBlock
 
 NCE_ROLES = ("input", "downsampling 1", "downsampling 2", "residual block 1",
@@ -101,3 +106,42 @@ def nce_loss(generator: nn.Module, projector: PatchProjector, source: torch.Tens
     ids = patch_ids(keys, rng)
     pairs = zip(projector(queries, ids), projector(keys, ids))
     return sum(patch_nce(q, k) for q, k in pairs) / len(keys)
+
+
+class CUT(RefinerMethod):
+    """One generator G and one discriminator D_B, no F and no cycle:
+
+        L = L_GAN(G, D_B) + nce_weight PatchNCE(a, G(a))    [averaged with PatchNCE(b, G(b))]
+
+    with a projection head H per read layer of G's encoder. D_B judges the current fake (no
+    pool, as the reference)."""
+
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        with torch.no_grad():  # the heads' input sizes: one look at G's encoder
+            probe = encode(self.G, torch.zeros(1, 3, config.height, config.width, device=device))
+        self.H = PatchProjector([f.shape[1] for f in probe]).to(device)
+        self.networks = {"G": self.G, "H": self.H, "D_B": self.D_B}
+
+    def generator_side(self):
+        return itertools.chain(self.G.parameters(), self.H.parameters())
+
+    def critics(self):
+        return [self.D_B]
+
+    def generator_terms(self, a, mask_a, b, mask_b, rng) -> tuple[Terms, Terms]:
+        fake_b = self.G(a)
+        terms = {"gan_G": losses.lsgan(self.D_B(fake_b), True)}
+        nce = nce_loss(self.G, self.H, a, fake_b, rng)
+        if self.config.nce_identity:
+            nce = 0.5 * (nce + nce_loss(self.G, self.H, b, self.G(b), rng))
+        terms["nce"] = self.config.nce_weight * nce
+        return terms, {"fake_b": fake_b}
+
+    def critic_terms(self, a, b, fakes, pools, rng) -> Terms:
+        return {"D_B": 0.5 * (losses.lsgan(self.D_B(b), True)
+                              + losses.lsgan(self.D_B(fakes["fake_b"].detach()), False))}
+
+    def sample_rows(self, a, mask_a, b):
+        """a, G(a); b, G(b)."""
+        return [a, self.G(a), b, self.G(b)]
