@@ -127,21 +127,12 @@ def worker(
 @app.command()
 def status(db: str = DB_OPTION) -> None:
     """Progress per run, and the error of every failed (quarantined) job."""
-    from sqlalchemy import select
-
-    from synthreid.farm.db import characters as characters_table
-    from synthreid.farm.db import connect, jobs, runs
-    from synthreid.farm.supervisor import run_status
+    from synthreid.farm.db import connect
+    from synthreid.farm.supervisor import failed_jobs, run_names, run_status
 
     with _one_line_errors():
         engine = connect(db, create=False)
-        with engine.connect() as connection:
-            all_runs = connection.execute(select(runs.c.id, runs.c.name, runs.c.preset)).all()
-            failed = connection.execute(
-                select(jobs.c.run_id, characters_table.c.index, jobs.c.attempts,
-                       jobs.c.last_error)
-                .join(characters_table, characters_table.c.id == jobs.c.character_id)
-                .where(jobs.c.status == "failed")).all()
+        all_runs, failed = run_names(engine), failed_jobs(engine)
     for run_id, name, preset in all_runs:
         s = run_status(engine, run_id)
         counts = " ".join(f"{k} {v}" for k, v in sorted(s.jobs.items()))
@@ -151,9 +142,10 @@ def status(db: str = DB_OPTION) -> None:
             typer.echo(f"  planning incomplete: {s.characters_stored} of "
                        f"{s.characters_planned} characters stored; run the same "
                        f"'synthreid plan' again to finish it")
-        for failed_run, index, attempts, error in failed:
-            if failed_run == run_id:
-                typer.echo(f"  failed character {index} after {attempts} attempts: {error}")
+        for job in failed:
+            if job.run == run_id:
+                typer.echo(f"  failed character {job.character} after {job.attempts} attempts: "
+                           f"{job.error}")
 
 
 @app.command()

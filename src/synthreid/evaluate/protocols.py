@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from synthreid.device import torch_device
 from synthreid.errors import EvaluationError
 
 
@@ -48,9 +49,21 @@ class CMCResult:
         """The thesis' validation score: the sum of the CMC over its ranks."""
         return float(self.cmc.sum())
 
+    def to_record(self) -> dict:
+        """Plain values, ready for JSON (cmc.json, an experiment stage's record)."""
+        return {"cmc": self.cmc.tolist(),
+                "cmc_std": None if self.cmc_std is None else self.cmc_std.tolist(),
+                "mAP": self.mAP, "mINP": self.mINP, "queries": self.queries,
+                "cmc_area": self.area, **self.extra}
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    @classmethod
+    def from_record(cls, record: dict) -> CMCResult:
+        """The result `to_record` wrote."""
+        fixed = ("cmc", "cmc_std", "mAP", "mINP", "queries", "cmc_area")
+        std = record.get("cmc_std")
+        return cls(np.asarray(record["cmc"]), None if std is None else np.asarray(std),
+                   record.get("mAP"), record.get("mINP"), record.get("queries", 0),
+                   {k: v for k, v in record.items() if k not in fixed})
 
 
 def _tensor(array, device, dtype=torch.float32) -> torch.Tensor:
@@ -108,7 +121,7 @@ def market(query_features, query_ids, query_cams, gallery_features, gallery_ids,
     if qf.shape[1] != gf.shape[1]:
         raise EvaluationError(f"query features are {qf.shape[1]}-d but gallery features "
                               f"{gf.shape[1]}-d")
-    device = device or default_device()
+    device = device or torch_device()
     g = _tensor(gf, device)
     g_norms = (g * g).sum(1)
     g_ids, g_cams = _tensor(gallery_ids, device, torch.long), _tensor(gallery_cams, device, torch.long)
@@ -187,7 +200,7 @@ def thesis(features, ids, cams, identities: int = 100, repeats: int = 10, seed: 
                               f"got {cameras!r}")
     features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
     check_samples(features, ids, cams, "evaluation set")
-    device = device or default_device()
+    device = device or torch_device()
     drawn = _apart_draws if cameras == "apart" else _mixed_draws
     chosen_ids, draws = drawn(ids, cams, people(ids, ignore_ids), identities, repeats, seed)
     all_features = _tensor(features, device)
@@ -274,7 +287,7 @@ def _other_camera_single_shot(features, ids, cams, repeats: int, seed: int, max_
     `single_gallery_shot`); otherwise one draw per camera and repeat serves all its queries."""
     features, ids, cams = np.asarray(features), np.asarray(ids), np.asarray(cams)
     check_samples(features, ids, cams, "evaluation set")
-    device = device or default_device()
+    device = device or torch_device()
     drawn = people(ids)
     features, ids, cams = features[drawn], ids[drawn], cams[drawn]
     all_features = _tensor(features, device)

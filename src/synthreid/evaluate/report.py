@@ -56,10 +56,7 @@ def to_csv(results: dict[str, CMCResult]) -> str:
 
 
 def to_json(results: dict[str, CMCResult]) -> str:
-    return json.dumps({name: {
-        "cmc": r.cmc.tolist(), "cmc_std": None if r.cmc_std is None else r.cmc_std.tolist(),
-        "mAP": r.mAP, "mINP": r.mINP, "queries": r.queries, "cmc_area": r.area, **r.extra,
-    } for name, r in results.items()}, indent=1)
+    return json.dumps({name: r.to_record() for name, r in results.items()}, indent=1)
 
 
 def plot_cmc(results: dict[str, CMCResult], path: Path, max_rank: int = 50,

@@ -14,7 +14,6 @@ its images unchecked and uses its training split only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,7 +278,6 @@ class Experiment:
         from synthreid.datasets import open_dataset
         from synthreid.evaluate.descriptors import descriptor_features
         from synthreid.evaluate.features import evaluate_arrays
-        from synthreid.evaluate.report import to_json
         from synthreid.reid.features import dataset_features
 
         settings = stage.settings
@@ -308,7 +306,7 @@ class Experiment:
         for protocol, score in scores.items():
             stage.log(f"{protocol}: rank-1 {100 * score.rank(1):.1f}%")
         return {"dataset": spec, "dataset_name": dataset.name,
-                "scores": json.loads(to_json(scores))}
+                "scores": {protocol: score.to_record() for protocol, score in scores.items()}}
 
 
 def _dataset_spec(spec: str) -> dict[str, Any]:

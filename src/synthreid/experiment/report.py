@@ -15,7 +15,6 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from synthreid import atomic
@@ -39,15 +38,6 @@ class Picture:
 
 
 Block = tuple[str, str] | Table | Picture  # ("h2" | "p" | "pre", text), a table or a picture
-
-
-def cmc_result(stored: dict) -> CMCResult:
-    """A CMCResult back from the JSON an evaluate stage keeps."""
-    extra = {k: v for k, v in stored.items()
-             if k not in ("cmc", "cmc_std", "mAP", "mINP", "queries", "cmc_area", "cuhk03")}
-    std = stored.get("cmc_std")
-    return CMCResult(np.asarray(stored["cmc"]), None if std is None else np.asarray(std),
-                     stored.get("mAP"), stored.get("mINP"), stored.get("queries", 0), extra)
 
 
 def _cell(result: CMCResult, rank: int) -> str:
@@ -95,15 +85,22 @@ BASELINE = "hsv"  # evaluate-hsv-on-real: the colour-histogram descriptor, no mo
 TEST_IDS = {"real": "real", "own": "own export", "second": "second real"}
 
 
-def _scores(stages: list[Stage], results: dict[str, dict], on: str) -> dict[str, dict]:
-    """{model: {protocol: stored score}} of the evaluate stages on `on`; each stored score
-    carries `cuhk03` (the evaluated set is CUHK03) for the thesis column."""
+@dataclass
+class Scored:
+    """A model's results on one set of test ids, by protocol."""
+    results: dict[str, CMCResult]
+    on_cuhk03: bool  # the evaluated set is CUHK03 (the thesis' figures are comparable)
+
+
+def _scores(stages: list[Stage], results: dict[str, dict], on: str) -> dict[str, Scored]:
+    """{model: its results} of the evaluate stages on `on`."""
     found = {}
     for stage in stages:
         if stage.kind == "evaluate" and stage.settings["on"] == on and stage.name in results:
             model = stage.name.removeprefix("evaluate-").removesuffix(f"-on-{on}")
-            found[model] = {protocol: {**score, "cuhk03": _on_cuhk03(results, stage.name)}
-                            for protocol, score in results[stage.name]["scores"].items()}
+            found[model] = Scored({protocol: CMCResult.from_record(record) for protocol, record
+                                   in results[stage.name]["scores"].items()},
+                                  _on_cuhk03(results, stage.name))
     return found
 
 
@@ -120,7 +117,7 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
             scores = {BASELINE: every[BASELINE], **scores}
         if not scores:
             continue
-        thesis_results = {m: cmc_result(s["thesis"]) for m, s in scores.items()}
+        thesis_results = {m: s.results["thesis"] for m, s in scores.items()}
         identities = next(iter(thesis_results.values())).extra.get("identities", 0)
         header = ["model"] + [f"R{k}" for k in RANKS] + ["CMC area"]
         rows = [["chance"] + [f"{100 * k / identities:.1f}" if k <= identities else ""
@@ -143,19 +140,18 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
                          f"count against the match.")]
         if number == 1 or not any(isinstance(b, tuple) and b[1] == CMC_AREA for b in blocks):
             blocks.append(("p", CMC_AREA))
-        if on == "real" and not any(s["thesis"]["cuhk03"] for s in scores.values()):
+        if on == "real" and not any(s.on_cuhk03 for s in scores.values()):
             blocks.append(("p", "The thesis column holds the thesis' figures on CUHK03 (Open-ReID's "
                                 "CMC, 100 test ids), not on this dataset: they are there for "
                                 "shape, not for equality."))
         picture = plot_cmc(thesis_results, figures / f"cmc-{number}.png", max_rank=50,
                            title=title.split(":")[0])
         blocks.append(Picture(picture, f"CMC, {title.split(':')[0]}"))
-        for model, stored in scores.items():
-            for protocol, score in stored.items():
+        for model, scored in scores.items():
+            for protocol, result in scored.results.items():
                 if protocol != "thesis" and (model, on, protocol) not in listed:
                     listed.add((model, on, protocol))
-                    result = cmc_result(score)
-                    same = protocol == THESIS_PROTOCOL and score["cuhk03"] and on == "real"
+                    same = protocol == THESIS_PROTOCOL and scored.on_cuhk03 and on == "real"
                     standard_rows.append([model, TEST_IDS[on], protocol]
                                          + [_cell(result, k) for k in RANKS]
                                          + [_map(result), _thesis(model) if same else ""])

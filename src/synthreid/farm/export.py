@@ -40,6 +40,7 @@ from synthreid.errors import JobError
 from synthreid.farm.db import characters, connect, images, run_id, runs
 from synthreid.farm.storage import Storage
 from synthreid.farm.supervisor import run_status
+from synthreid.seeds import RunStream
 
 HELD_OUT = 100
 
@@ -48,7 +49,8 @@ def _split_ids(ids: list[int], seed: int) -> dict[str, set[int]]:
     held = min(HELD_OUT, len(ids) // 4)
     if held < 1:
         raise JobError(f"export needs at least 4 finished characters, the run has {len(ids)}")
-    (test, val), train = hold_out(ids, [held, held], np.random.default_rng([seed, 2]))
+    rng = np.random.default_rng([seed, RunStream.EXPORT_SPLIT])
+    (test, val), train = hold_out(ids, [held, held], rng)
     return {"test": test, "val": val, "train": train}
 
 
@@ -115,7 +117,7 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
             .where(characters.c.run_id == run, images.c.status == "done")
             .order_by(characters.c.index, images.c.index)).mappings().all()
     splits = _split_ids(sorted({r["index"] for r in rows}), seed)
-    rng = np.random.default_rng([seed, 3])
+    rng = np.random.default_rng([seed, RunStream.EXPORT_CAMERAS])
     cams = rng.integers(1, 3, len(rows))
     stems = [market_stem(r["index"] + 1, int(c), r["index"], r["image"])
              for r, c in zip(rows, cams)]

@@ -23,6 +23,7 @@ from synthreid.farm.db import (
     connect,
     images,
     job_counts,
+    jobs,
     run_id,
     runs,
 )
@@ -63,6 +64,30 @@ def run_status(engine: Engine, run: int | None = None) -> RunStatus:
         stored = int(connection.execute(stored_query).scalar())
     return RunStatus(image_counts.get("done", 0), sum(image_counts.values()),
                      job_counts(engine, run), planned, stored)
+
+
+@dataclass
+class FailedJob:
+    run: int
+    character: int  # the character's index in its run
+    attempts: int
+    error: str
+
+
+def failed_jobs(engine: Engine) -> list[FailedJob]:
+    """Every quarantined job, with its character and last error."""
+    query = (select(jobs.c.run_id, characters.c.index, jobs.c.attempts, jobs.c.last_error)
+             .join(characters, characters.c.id == jobs.c.character_id)
+             .where(jobs.c.status == "failed").order_by(jobs.c.run_id, characters.c.index))
+    with engine.connect() as connection:
+        return [FailedJob(*row) for row in connection.execute(query).all()]
+
+
+def run_names(engine: Engine) -> list[tuple[int, str, str]]:
+    """(id, name, preset) of every run, in the order they were planned."""
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(
+            select(runs.c.id, runs.c.name, runs.c.preset).order_by(runs.c.id)).all()]
 
 
 def gpu_slots() -> list[str]:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from synthreid.datasets import open_dataset
 from synthreid.datasets.writer import copy_file, mirror_folder, mirrored, save_image
+from synthreid.device import torch_device
 from synthreid.errors import RefineError
 from synthreid.made_by import MARKER, claim_folder, file_digest
 from synthreid.progress import Reporter, report
@@ -51,7 +52,7 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
                    progress: Reporter | None = None, overwrite: bool = False) -> RefineResult:
     """Refine every image of `data` into `out`; an `out` holding images of another refiner
     checkpoint or source is refused unless `overwrite` (images are resumed only from the same)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch_device()
     generator, config = load_refiner(checkpoint, device)
     dataset = open_dataset(data)
     root = dataset.root.resolve()

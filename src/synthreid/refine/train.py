@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from synthreid import atomic, run_folder
+from synthreid.device import torch_device
 from synthreid.errors import RefineError
 from synthreid.progress import Reporter, report
 from synthreid.refine.config import RefinerConfig
@@ -38,7 +39,7 @@ class RefinerTrainer:
     def __init__(self, config: RefinerConfig) -> None:
         self.config = config
         self.out = Path(config.out)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch_device()
         torch.manual_seed(config.seed)
         self.a = Domain(training_records(config.source), config.height, config.width)
         self.b = Domain(training_records(config.target), config.height, config.width)

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthreid.datasets.records import ImageRecord
+from synthreid.device import torch_device
 from synthreid.reid.data import EvalImages
 
 
@@ -32,7 +33,7 @@ def dataset_features(checkpoint: str, dataset, device: torch.device | None = Non
     from synthreid.evaluate.features import dataset_labels
     from synthreid.reid.checkpoint import load_checkpoint, model_from_checkpoint
 
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch_device()
     state = load_checkpoint(checkpoint)
     augment = state.get("train_config", {}).get("augment", {})
     height, width = augment.get("height", 256), augment.get("width", 128)

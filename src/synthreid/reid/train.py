@@ -23,6 +23,7 @@ from synthreid import atomic, run_folder
 from synthreid.datasets import ReidDataset, relabel
 from synthreid.datasets.records import ImageRecord
 from synthreid.datasets.splits import draw_ids
+from synthreid.device import torch_device
 from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
 from synthreid.progress import Reporter, report
@@ -31,6 +32,7 @@ from synthreid.reid.config import RUNTIME_ONLY, TrainConfig
 from synthreid.reid.data import IdentitySampler, ShuffleSampler, TrainImages
 from synthreid.reid.features import extract_features
 from synthreid.reid.model import ReidModel
+from synthreid.seeds import RunStream
 from synthreid.torch_files import save_checkpoint
 from synthreid.typed import dump_config
 
@@ -48,7 +50,7 @@ def split_validation(dataset: ReidDataset, count: int,
     if count < 2:
         raise ReidError(f"{dataset.name}: too few training ids ({len(ids)}) to hold out a "
                         f"validation set")
-    held = draw_ids(ids, count, np.random.default_rng([seed, 7]))
+    held = draw_ids(ids, count, np.random.default_rng([seed, RunStream.VALIDATION_IDS]))
     return ([r for r in dataset.train if r.pid not in held],
             [r for r in dataset.train if r.pid in held])
 
@@ -76,7 +78,8 @@ def _loader(records: list[ImageRecord], config: TrainConfig, seed: int, rank: in
     sampler.shard(rank, world)
     return DataLoader(TrainImages(records, config.augment), batch_size=sampler.batch,
                       sampler=sampler, num_workers=config.workers, drop_last=True,
-                      persistent_workers=config.workers > 0, pin_memory=torch.cuda.is_available())
+                      persistent_workers=config.workers > 0,
+                      pin_memory=torch_device().type == "cuda")
 
 
 def _lr_factor(config: TrainConfig, epoch: int) -> float:
@@ -98,7 +101,7 @@ class Trainer:
             raise ReidError(f"select_on: {config.select_on} names no dataset of {len(datasets)}")
         self.config = config
         self.out = Path(config.out)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch_device()
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.distributed = self.world > 1
         self.rank = int(os.environ.get("RANK", "0"))

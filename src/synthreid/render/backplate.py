@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from synthreid.seeds import ImageStream
+
 WINDOW_SCALE = (0.35, 1.0)  # of the largest window of the render's aspect the photo holds
 
 
 def backplate_window(photo_size: tuple[int, int], render_size: tuple[int, int],
                      seed: int) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the photo to show behind a render of `render_size`."""
-    rng = np.random.default_rng([seed, 11])  # a stream of the image seed's own
+    rng = np.random.default_rng([seed, ImageStream.BACKPLATE])
     (pw, ph), (rw, rh) = photo_size, render_size
     fit = min(pw / rw, ph / rh)  # the largest window of the render's aspect
     scale = fit * rng.uniform(*WINDOW_SCALE)

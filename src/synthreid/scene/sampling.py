@@ -38,6 +38,7 @@ from synthreid.scene.spec import (
     RoomSpec,
     TextureSpec,
 )
+from synthreid.seeds import CharacterStream
 
 # Texture scales (repeats per metre) that look like real fabric at re-id resolutions.
 TEXTURE_SCALES = {"stripes": (6, 16), "checks": (5, 12), "noise": (4, 10), "dots": (8, 18),
@@ -176,7 +177,7 @@ def sample_character(config: GenerationConfig, character_id: int, run_seed: int)
         return character
     # A stream of its own: a crowd leaves the person as it was. Bystanders are characters of
     # the same preset with seeds of their own (and no crowd of theirs).
-    rng = np.random.default_rng([seed, 6])
+    rng = np.random.default_rng([seed, CharacterStream.CROWD])
     count = int(rng.integers(config.crowd.people[0], config.crowd.people[1] + 1))
     crowd = tuple(_character(config, character_id, int(s))
                   for s in rng.integers(2**31 - 1, size=count))
@@ -196,14 +197,15 @@ def _character(config: GenerationConfig, character_id: int, seed: int) -> Charac
     if photos is None:
         return character
     # A stream of its own: photo textures leave every other draw of the character as it was.
-    garments = photo_garments(photos, character.garments, np.random.default_rng([seed, 5]))
+    rng = np.random.default_rng([seed, CharacterStream.PHOTO_TEXTURES])
+    garments = photo_garments(photos, character.garments, rng)
     return character.model_copy(update={"garments": garments})
 
 
 def sample_images(config: GenerationConfig, character: CharacterSpec,
                   count: int) -> list[ImageSpec]:
     """`count` views of a character: gait phase, heading and camera, from the character's seed."""
-    rng = np.random.default_rng([character.seed, 1])  # a stream apart from the character's own
+    rng = np.random.default_rng([character.seed, CharacterStream.VIEWS])
     camera = config.camera
     theta1, theta2 = (math.radians(t) for t in camera.theta_deg)
     directions = sample_unit_directions(rng, count, theta1, theta2)
@@ -222,21 +224,22 @@ def sample_images(config: GenerationConfig, character: CharacterSpec,
         ))
     if config.camera_effects is not None:
         # A stream of its own, so effects leave every other draw of a preset as it was.
-        effects_rng = np.random.default_rng([character.seed, 2])
+        effects_rng = np.random.default_rng([character.seed,
+                                             CharacterStream.CAMERA_EFFECTS])
         images = [image.model_copy(update={"effects": sample_effects(config.camera_effects,
                                                                      effects_rng)})
                   for image in images]
     if config.occluders is not None:
-        props_rng = np.random.default_rng([character.seed, 4])  # a stream of its own, too
+        props_rng = np.random.default_rng([character.seed, CharacterStream.OCCLUDERS])
         images = [image.model_copy(update={"props": sample_props(config.occluders, image,
                                                                  props_rng)})
                   for image in images]
     if config.lights is not None:
-        lights_rng = np.random.default_rng([character.seed, 3])  # a stream of its own, too
+        lights_rng = np.random.default_rng([character.seed, CharacterStream.LIGHTS])
         images = [image.model_copy(update=sample_lights(config.lights, lights_rng))
                   for image in images]
     if config.crowd is not None and character.crowd:
-        crowd_rng = np.random.default_rng([character.seed, 7])  # a stream of its own, too
+        crowd_rng = np.random.default_rng([character.seed, CharacterStream.CROWD_PLACES])
         images = [image.model_copy(update={"crowd": place_crowd(
             config.crowd, len(character.crowd), image, crowd_rng)}) for image in images]
     return images
