@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from synthreid.cli import app
 from synthreid.datasets import read_dataset, read_dataset_file
 from synthreid.errors import SynthReidError
-from synthreid.evaluate.features import evaluate_arrays, load_features
+from synthreid.evaluate.features import evaluate, load_features
 from synthreid.evaluate.protocols import CMCResult
 from synthreid.scene.config import load_config
 
@@ -172,7 +172,7 @@ def test_any_feature_file_evaluates_or_fails_in_one_line(tmp_path_factory, conte
     path = tmp_path_factory.mktemp("f") / "features.npz"
     np.savez(path, **contents)
     try:
-        result = evaluate_arrays(load_features(path), protocol, repeats=2)
+        result = evaluate(load_features(path), protocol, repeats=2)
     except SynthReidError as error:
         assert "\n" not in str(error)
     else:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from synthreid.cli import app
 from synthreid.errors import EvaluationError
 from synthreid.evaluate import protocols
-from synthreid.evaluate.features import evaluate_arrays, save_features
+from synthreid.evaluate.features import evaluate, save_features
 from synthreid.evaluate.report import write_report
 
 # Gallery on a line: features 0.5, 1, 2, 3, 4 with ids 1, 1, 2, 3, 1 and cameras 1, 2, 2, 2, 2.
@@ -141,7 +141,7 @@ def test_the_thesis_protocol_never_draws_distractors():
     clean = protocols.thesis(features, ids, cams, repeats=5, ignore_ids=(0,))
     assert clean.rank(1) == 1.0
     split = dict(features=features, ids=ids, cams=cams, ignore_ids=np.array([0]))
-    assert evaluate_arrays(split, "thesis", repeats=5).rank(1) == 1.0
+    assert evaluate(split, "thesis", repeats=5).rank(1) == 1.0
     fewer = protocols.thesis(features[:198], ids[:198], cams[:198], ignore_ids=(0,))
     assert fewer.extra["identities"] == 99 and len(fewer.cmc) == 99  # never id 0 to fill up
 
@@ -167,9 +167,9 @@ def test_the_thesis_protocol_keeps_real_cameras_apart():
     assert apart.rank(1) == pytest.approx(
         protocols.cuhk03_openreid(features, ids, cams).rank(1), abs=0.04)
     # The draw that mixes cameras ranks the query's own-camera strangers first.
-    mixed = evaluate_arrays(dict(features=features, ids=ids, cams=cams), "thesis-mixed")
+    mixed = evaluate(dict(features=features, ids=ids, cams=cams), "thesis-mixed")
     assert mixed.rank(1) < 0.02
-    assert evaluate_arrays(dict(features=features, ids=ids, cams=cams),
+    assert evaluate(dict(features=features, ids=ids, cams=cams),
                            "thesis").rank(1) == apart.rank(1)
 
 
@@ -187,8 +187,8 @@ def test_the_thesis_protocol_alternates_the_camera_pair():
 def test_pseudo_cameras_keep_the_mixed_draw():
     features, ids, cams = camera_offset_features()
     arrays = dict(features=features, ids=ids, cams=cams, pseudo_cameras=np.array(True))
-    assert evaluate_arrays(arrays, "thesis").rank(1) == \
-        evaluate_arrays(arrays, "thesis-mixed").rank(1)
+    assert evaluate(arrays, "thesis").rank(1) == \
+        evaluate(arrays, "thesis-mixed").rank(1)
 
 
 def test_the_thesis_protocol_uses_the_shared_ids_it_has():
@@ -196,7 +196,7 @@ def test_the_thesis_protocol_uses_the_shared_ids_it_has():
     ids = np.concatenate([np.repeat(np.arange(50), 2), np.arange(50, 200)])
     cams = np.concatenate([np.tile([1, 2], 50), np.full(150, 2)])
     features = identity_features(ids)
-    result = evaluate_arrays(dict(features=features, ids=ids, cams=cams), "thesis")
+    result = evaluate(dict(features=features, ids=ids, cams=cams), "thesis")
     assert result.extra["identities"] == 50 and len(result.cmc) == 50
     assert result.rank(1) == 1.0
     with pytest.raises(EvaluationError, match="at least 2 identities seen by two cameras"):
@@ -205,14 +205,16 @@ def test_the_thesis_protocol_uses_the_shared_ids_it_has():
 
 def test_a_synthetic_export_reads_as_pseudo_cameras(tmp_path):
     from synthreid.datasets import read_dataset
-    from synthreid.evaluate.features import dataset_labels
+    from synthreid.evaluate.features import dataset_feature_set
 
     for folder in ("bounding_box_train", "bounding_box_test", "query"):
         (tmp_path / folder).mkdir()
         for pid in (1, 2):
             Image.new("RGB", (8, 16)).save(tmp_path / folder / f"{pid:04d}_c1_000001_000.png")
     assert read_dataset("synthetic", tmp_path).pseudo_cameras
-    assert dataset_labels(read_dataset("synthetic", tmp_path))["pseudo_cameras"]
+    export = read_dataset("synthetic", tmp_path)
+    features = dataset_feature_set(export, np.zeros((2, 4)), np.zeros((2, 4)))
+    assert features.pseudo_cameras and features.arrays["pseudo_cameras"]
     assert not read_dataset("market1501", tmp_path).pseudo_cameras
 
 

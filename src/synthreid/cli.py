@@ -192,14 +192,14 @@ def evaluate_features(
     overwrite: bool = typer.Option(False, help="replace another evaluation's report in --out"),
 ) -> None:
     """Evaluate saved features and print the CMC table (and mAP)."""
-    from synthreid.evaluate.features import evaluate_arrays, load_features
+    from synthreid.evaluate.features import evaluate, load_features
     from synthreid.evaluate.report import markdown, write_report
     from synthreid.made_by import claim_folder, file_digest
 
     if protocol not in PROTOCOLS:
         _fail(ValueError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"))
     with _one_line_errors():
-        result = evaluate_arrays(load_features(features), protocol, repeats, seed)
+        result = evaluate(load_features(features), protocol, repeats, seed)
         if out is not None:  # checked before anything is printed as done
             claim_folder(out, {"command": "eval", "features_sha256": file_digest(features),
                                "name": name or features.stem, "protocol": protocol,
@@ -365,7 +365,7 @@ def reid_eval(
     """Evaluate a checkpoint (or a hand-crafted descriptor) on a dataset's query and gallery;
     print the CMC table."""
     from synthreid.evaluate.descriptors import descriptor_features
-    from synthreid.evaluate.features import evaluate_arrays
+    from synthreid.evaluate.features import evaluate
     from synthreid.evaluate.report import markdown, write_report
     from synthreid.reid.features import dataset_features
 
@@ -375,9 +375,9 @@ def reid_eval(
         _fail(ValueError("give --model CHECKPOINT or --descriptor hsv (one of them)"))
     with _one_line_errors():
         dataset = open_dataset(data)
-        arrays = (descriptor_features(descriptor, dataset) if descriptor else
-                  dataset_features(str(model), dataset))
-        result = evaluate_arrays(arrays, protocol, repeats, seed)
+        features = (descriptor_features(descriptor, dataset) if descriptor else
+                    dataset_features(str(model), dataset))
+        result = evaluate(features, protocol, repeats, seed)
         if out is not None:
             from synthreid.made_by import claim_folder, file_digest
 
@@ -398,14 +398,13 @@ def reid_features(
     out: Path = typer.Option(..., "--out", "-o", help="a .npz file"),
 ) -> None:
     """Save query and gallery features (with ids and cameras) for `synthreid eval`."""
-    from synthreid.evaluate.features import save_features
     from synthreid.reid.features import dataset_features
 
     with _one_line_errors():
-        arrays = dataset_features(str(model), open_dataset(data))
-    save_features(out, **arrays)
-    console.print(f"features of {len(arrays['query_ids'])} queries and "
-                  f"{len(arrays['gallery_ids'])} gallery images in {out}")
+        features = dataset_features(str(model), open_dataset(data))
+    features.save(out)
+    console.print(f"features of {len(features.arrays['query_ids'])} queries and "
+                  f"{len(features.arrays['gallery_ids'])} gallery images in {out}")
 
 
 refiner_app = typer.Typer(help="Train refiners (CycleGAN, PTGAN, CUT).", no_args_is_help=True)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import EvaluationError
-from synthreid.evaluate.features import dataset_labels
+from synthreid.evaluate.features import FeatureSet, dataset_feature_set
 
 DESCRIPTORS = ("hsv",)
 STRIPES, BINS = 6, (16, 8, 8)
@@ -31,13 +31,13 @@ def hsv_descriptor(rgb: Image.Image) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def descriptor_features(name: str, dataset) -> dict[str, np.ndarray]:
+def descriptor_features(name: str, dataset) -> FeatureSet:
     """Query and gallery arrays as `reid.features.dataset_features` returns them, from a
     descriptor instead of a model."""
     if name not in DESCRIPTORS:
         raise EvaluationError(f"--descriptor: expected one of {', '.join(DESCRIPTORS)}, "
                               f"got {name!r}")
-    arrays = {}
+    described = {}
     for split in ("query", "gallery"):
         records: list[ImageRecord] = getattr(dataset, split)
         features = []
@@ -45,5 +45,5 @@ def descriptor_features(name: str, dataset) -> dict[str, np.ndarray]:
             with Image.open(record.path) as image:
                 features.append(hsv_descriptor(image))
         size = STRIPES * sum(BINS)
-        arrays[f"{split}_features"] = np.stack(features) if features else np.zeros((0, size))
-    return arrays | dataset_labels(dataset)
+        described[split] = np.stack(features) if features else np.zeros((0, size))
+    return dataset_feature_set(dataset, described["query"], described["gallery"])

@@ -277,7 +277,7 @@ class Experiment:
     def _evaluate(self, stage: Stage) -> dict[str, Any]:
         from synthreid.datasets import open_dataset
         from synthreid.evaluate.descriptors import descriptor_features
-        from synthreid.evaluate.features import evaluate_arrays
+        from synthreid.evaluate.features import evaluate
         from synthreid.reid.features import dataset_features
 
         settings = stage.settings
@@ -286,17 +286,17 @@ class Experiment:
             spec = self._result(stage.inputs[1])["dataset"]
         dataset = open_dataset(spec)
         if settings.get("descriptor"):
-            arrays = descriptor_features(settings["descriptor"], dataset)
+            features = descriptor_features(settings["descriptor"], dataset)
         else:
-            arrays = dataset_features(self._result(stage.inputs[0])["checkpoint"], dataset)
+            features = dataset_features(self._result(stage.inputs[0])["checkpoint"], dataset)
         protocols = ["thesis"] + ([settings["standard"]] if settings["standard"] else [])
         if settings["on"] == "real":
             protocols += [p for p in settings.get("compare", []) if p not in protocols]
         scores = {}
         for protocol in protocols:
             try:
-                scores[protocol] = evaluate_arrays(arrays, protocol, repeats=settings["repeats"],
-                                                   seed=settings["seed"])
+                scores[protocol] = evaluate(features, protocol, repeats=settings["repeats"],
+                                            seed=settings["seed"])
             except EvaluationError as error:
                 # A tiny export's few test ids may have no pair across its random pseudo-cameras:
                 # the standard protocol is then not computable there (shown as missing).

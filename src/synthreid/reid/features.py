@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from synthreid.datasets.records import ImageRecord
 from synthreid.device import torch_device
+from synthreid.evaluate.features import FeatureSet, dataset_feature_set
 from synthreid.reid.data import EvalImages
 
 
@@ -27,10 +28,9 @@ def extract_features(model, records: list[ImageRecord], height: int, width: int,
 
 
 def dataset_features(checkpoint: str, dataset, device: torch.device | None = None,
-                     workers: int = 0) -> dict[str, np.ndarray]:
+                     workers: int = 0) -> FeatureSet:
     """Query and gallery features of a dataset, with ids and cameras, from a checkpoint; the
     input size is the one the model was trained at."""
-    from synthreid.evaluate.features import dataset_labels
     from synthreid.reid.checkpoint import load_checkpoint, model_from_checkpoint
 
     device = device or torch_device()
@@ -38,9 +38,6 @@ def dataset_features(checkpoint: str, dataset, device: torch.device | None = Non
     augment = state.get("train_config", {}).get("augment", {})
     height, width = augment.get("height", 256), augment.get("width", 128)
     model = model_from_checkpoint(checkpoint, device)
-    arrays = {}
-    for split in ("query", "gallery"):
-        records = getattr(dataset, split)
-        arrays[f"{split}_features"] = extract_features(model, records, height, width, device,
-                                                       workers=workers)
-    return arrays | dataset_labels(dataset)
+    query, gallery = (extract_features(model, getattr(dataset, split), height, width, device,
+                                       workers=workers) for split in ("query", "gallery"))
+    return dataset_feature_set(dataset, query, gallery)
