@@ -43,11 +43,12 @@ def claim_folder(out: Path, made_by: dict[str, Any], overwrite: bool,
         if saved == made_by:
             return True
         if not overwrite:
-            what = saved.get("command", "another command") if isinstance(saved, dict) else "?"
-            differ = sorted(k for k in set(made_by) | set(saved or {})
-                            if not isinstance(saved, dict) or saved.get(k) != made_by.get(k))
-            raise error(f"--out {out}: holds the output of another {what} (differs in "
-                        f"{', '.join(differ)}); use --overwrite to replace it, or another folder")
+            saved = saved if isinstance(saved, dict) else {}  # unreadable: differs in all
+            differ = sorted(k for k in set(made_by) | set(saved)
+                            if saved.get(k) != made_by.get(k))
+            raise error(f"--out {out}: holds the output of another "
+                        f"{saved.get('command', 'command')} (differs in {', '.join(differ)}); "
+                        f"use --overwrite to replace it, or another folder")
         for item in out.iterdir():
             shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
     try:
