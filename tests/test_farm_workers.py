@@ -248,8 +248,9 @@ def test_export_writes_a_market_dataset_the_reader_accepts(tmp_path, body_model)
     boxes = [a["bbox"] for a in coco["annotations"]]
     assert all(w > 0 and h > 0 for _, _, w, h in boxes) and coco["annotations"][0]["area"] > 0
     trained = runner.invoke(app, ["reid", "train", "--data", f"synthetic:{tmp_path / 'ds'}",
-                                  "--out", str(tmp_path / "reid"), "--epochs", "1", "--height",
-                                  "64", "--width", "32", "--workers", "0", "--embedding", "16"])
+                                  "--out", str(tmp_path / "reid"), "--epochs", "1",
+                                  "--milestone", "0", "--height", "64", "--width", "32",
+                                  "--workers", "0", "--embedding", "16"])
     assert trained.exit_code == 0, trained.output
 
 

@@ -228,8 +228,10 @@ def test_pk_sampler_gives_p_ids_with_k_images_each():
 
 def test_triplet_training_learns_from_pk_batches(shapes, tmp_path):
     # The triplet loss alone, on the backbone's pooled features: if the P x K batches did not
-    # hold K images of P ids, or the loss did not reach the network, the validation area would
-    # stay at the untrained net's (8.15 with this seed; training reaches 9.37).
+    # hold K images of P ids, or the loss did not reach the network, the loss would not fall
+    # and the validation area would stay at the untrained net's (8.15 with this seed). How far
+    # the area climbs depends on the CPU's kernels: 9.37 on one machine, 8.5 on another, where
+    # the loss fell from 13.5 to 0.73.
     config = small_config(tmp_path / "tri", epochs=8, p=8, k=3, milestones=[7],
                           model=ModelArgs(embedding=0, features_after_bn=False),
                           loss=LossConfig(softmax_weight=0.0, triplet_weight=1.0))
@@ -238,7 +240,8 @@ def test_triplet_training_learns_from_pk_batches(shapes, tmp_path):
         assert len(labels) == 24 and sorted(torch.bincount(labels).tolist())[-8:] == [3] * 8
     untrained = trainer.validate()[0].area
     summary = trainer.fit()
-    assert summary["best_validation_area"] >= untrained + 0.8
+    assert trainer.history[-1]["loss"] < 0.2 * trainer.history[0]["loss"]
+    assert summary["best_validation_area"] >= untrained + 0.2
 
 
 def test_bad_arguments_and_checkpoints_give_one_line_errors(shapes, tmp_path):
@@ -334,6 +337,7 @@ def test_reid_commands_train_evaluate_and_save_features(shapes, tmp_path):
     root = str(shapes.root)
     run_yaml = tmp_path / "run.yaml"
     run_yaml.write_text(f"data: ['synthetic:{root}']\nout: {tmp_path / 'cli'}\nepochs: 2\n"
+                        "milestones: [1]\n"
                         "model: {embedding: 64}\naugment: {height: 32, width: 16, pad: 2}\n"
                         "batch_size: 32\nworkers: 0\nlr: 0.02\n")
     train = ["reid", "train", "--config", str(run_yaml), "--lr", "0.05", "--grayscale", "0.1"]

@@ -70,8 +70,9 @@ class TrainConfig(Strict):
         if self.schedule == "step" and late:
             # A decay that never happens trains the whole run at the peak rate, unnoticed.
             raise ValueError(f"milestones: {late} at or past the last epoch (epochs: "
-                             f"{self.epochs}, counted from 0); the learning rate would never "
-                             f"decay there")
+                             f"{self.epochs}, counted from 0): the learning rate would never "
+                             f"decay; give milestones below the epochs (--milestone N) or the "
+                             f"cosine schedule")
         if self.data and self.select_on >= len(self.data):
             raise ValueError(f"select_on: {self.select_on} names no dataset of {len(self.data)}")
         if self.augment.height is None or self.augment.width is None:
