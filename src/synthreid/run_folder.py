@@ -11,6 +11,7 @@ from typing import Any
 
 from synthreid import atomic
 from synthreid.errors import SynthReidError
+from synthreid.made_by import usable_folder
 from synthreid.typed import differing_keys, read_yaml
 
 
@@ -25,8 +26,7 @@ def settle(out: Path, existing: list[str], asked: dict[str, Any], resume: bool, 
     A folder holding a run is refused unless `resume` (its config.yaml must match `asked`, but
     for `ignore`) or `overwrite` (its files are removed, where `remove`). A file at `out`, or a
     folder holding other files and no run, is refused always: nothing a user made is touched."""
-    if out.exists() and not out.is_dir():
-        raise error(f"--out {out}: exists and is not a folder")
+    usable_folder(out, error)
     if not existing and out.is_dir() and any(out.iterdir()):
         raise error(f"--out {out}: holds files that are not a run of this kind; choose an empty "
                     f"or new folder")

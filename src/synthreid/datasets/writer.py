@@ -20,6 +20,7 @@ from PIL import Image
 from synthreid import atomic
 from synthreid.datasets.market import FOLDERS, MASK_FOLDER, VALIDATION_FOLDER
 from synthreid.errors import DatasetError
+from synthreid.made_by import usable_folder
 
 # Our export's splits -> Market-1501 folders (the reader's FOLDERS plus held-out validation ids).
 MARKET_FOLDERS = {"train": FOLDERS["train"], "val": VALIDATION_FOLDER,
@@ -103,9 +104,7 @@ def mirror_folder(root: Path, out: str | Path, error: type[Exception]) -> Path:
     out = Path(out).resolve()
     if out == root or root in out.parents:
         raise error(f"--out {out}: must lie outside the source dataset {root}")
-    if out.exists() and not out.is_dir():
-        raise error(f"--out {out}: exists and is not a folder")
-    return out
+    return usable_folder(out, error)
 
 
 def mirrored(path: Path, root: Path, out: Path, suffix: str | None = None) -> Path:

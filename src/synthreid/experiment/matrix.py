@@ -24,6 +24,7 @@ import yaml
 from synthreid.errors import ConfigError, EvaluationError, JobError
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
+from synthreid.made_by import usable_folder
 from synthreid.progress import Reporter, report
 from synthreid.scene.config import check_assets, config_from_dict, load_config
 from synthreid.typed import deep_merge, differing_keys
@@ -339,9 +340,7 @@ def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | Non
     else:
         name = "experiment"
     # Absolute: stage records name their files, and datasets resolve relative paths from their root.
-    out = Path(out or Path("out/experiments") / name).resolve()
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+    out = usable_folder(Path(out or Path("out/experiments") / name).resolve(), ConfigError)
     text = dump_config(config)
     saved = out / "config.yaml"
     if saved.is_file() and saved.read_text() != text and not overwrite:

@@ -138,7 +138,7 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
                          f"each ({cameras}); mean ± sample standard deviation over "
                          f"{first.get('repeats')} draws of ids, of one trained model; ties "
                          f"count against the match.")]
-        if number == 1 or not any(isinstance(b, tuple) and b[1] == CMC_AREA for b in blocks):
+        if not any(isinstance(b, tuple) and b[1] == CMC_AREA for b in blocks):
             blocks.append(("p", CMC_AREA))
         if on == "real" and not any(s.on_cuhk03 for s in scores.values()):
             blocks.append(("p", "The thesis column holds the thesis' figures on CUHK03 (Open-ReID's "

@@ -6,6 +6,7 @@ code, only the URL changes. Times come from the database clock (`db_now`), as ep
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from sqlalchemy import (
@@ -167,16 +168,15 @@ def connect(url: str, create: bool = True) -> Engine:
             if attempt == 0 and create and _already_made(error):
                 continue
             if isinstance(error, OperationalError):
-                reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
                 raise JobError(f"cannot reach database "
                                f"{engine.url.render_as_string(hide_password=True)}: "
-                               f"{reason}") from None
+                               f"{unreachable_reason(error)}") from None
             raise JobError(f"database error: {str(error).splitlines()[0]}") from None
         except SQLAlchemyError as error:
             raise JobError(f"database error: {str(error).splitlines()[0]}") from None
     if backend == "sqlite" and database not in (None, "", ":memory:"):
         path = Path(database).expanduser()
-        _SQLITE_FILES[id(engine)] = (path, path.stat().st_ino)
+        _SQLITE_FILES[engine] = (path, path.stat().st_ino)
     return engine
 
 
@@ -185,13 +185,15 @@ class DatabaseGone(JobError):
     written to it (its connections would still write into the removed file, unseen)."""
 
 
-_SQLITE_FILES: dict[int, tuple[Path, int]] = {}  # engine id -> (file, inode at connect)
+# engine -> (file, inode at connect); weak, so an engine's entry goes with it (an id could be
+# reused by a later engine and match the wrong file)
+_SQLITE_FILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def check_present(engine: Engine) -> None:
     """Raise DatabaseGone when a SQLite job database's file is gone or another file took its
     place since `connect`; a server database answers for itself."""
-    known = _SQLITE_FILES.get(id(engine))
+    known = _SQLITE_FILES.get(engine)
     if known is None:
         return
     path, inode = known
@@ -202,6 +204,12 @@ def check_present(engine: Engine) -> None:
     if not same:
         raise DatabaseGone(f"the job database {path} was removed or replaced while the run was "
                            f"going on; its results since then are lost (plan the run again)")
+
+
+def unreachable_reason(error: Exception) -> str:
+    """The first line of what the database driver said."""
+    orig = getattr(error, "orig", None)
+    return str(orig).strip().splitlines()[0] if orig else str(error).splitlines()[0]
 
 
 def _already_made(error: Exception) -> bool:

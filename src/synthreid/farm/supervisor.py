@@ -26,6 +26,7 @@ from synthreid.farm.db import (
     jobs,
     run_id,
     runs,
+    unreachable_reason,
 )
 from synthreid.farm.storage import Storage
 from synthreid.progress import Reporter, report
@@ -179,8 +180,8 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
             try:
                 status = run_status(engine, run_filter)
             except (OperationalError, InterfaceError) as error:
-                reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-                raise JobError(f"the job database stopped answering: {reason}") from None
+                raise JobError(f"the job database stopped answering: "
+                               f"{unreachable_reason(error)}") from None
             rate = (status.images_done - done_at_start) / max(time.time() - started, 1e-6)
             report(progress, "rendering", status.images_done, status.images_total, rate=rate,
                    failed=status.jobs.get("failed", 0))

@@ -39,6 +39,7 @@ from synthreid.farm.db import (
     job_counts,
     run_id,
     runs,
+    unreachable_reason,
 )
 from synthreid.farm.storage import Storage, attempt_prefix
 from synthreid.scene.backgrounds import asset_cache
@@ -67,8 +68,8 @@ def with_retries(call, *args, budget_s: float = 300.0, **kwargs):
             return call(*args, **kwargs)
         except (OperationalError, InterfaceError) as error:
             if waited >= budget_s:
-                reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-                raise JobError(f"database unreachable for {waited:.0f} s: {reason}") from None
+                raise JobError(f"database unreachable for {waited:.0f} s: "
+                               f"{unreachable_reason(error)}") from None
             time.sleep(delay)
             waited += delay
             delay = min(delay * 2, 30.0)
