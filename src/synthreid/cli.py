@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +32,36 @@ def _one_line_errors():
         yield
     except SynthReidError as error:
         _fail(error)
+
+
+class Precision(str, enum.Enum):
+    auto, fp32, bf16 = "auto", "fp32", "bf16"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from synthreid import __version__
+
+        typer.echo(f"synthreid {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    precision: Optional[Precision] = typer.Option(
+        None, "--precision",
+        help="arithmetic of every network in this command (default: auto, or "
+             "$SYNTHREID_PRECISION): bf16 autocast where the GPU or CPU computes bf16 natively"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Artificial training data for person re-identification."""
+    if precision is not None:
+        import os
+
+        from synthreid.device import PRECISION_VARIABLE
+
+        os.environ[PRECISION_VARIABLE] = precision.value
 
 
 @app.command()

@@ -19,13 +19,14 @@ from PIL import Image
 
 from synthreid.datasets import open_dataset
 from synthreid.datasets.writer import copy_file, mirror_folder, mirrored, save_image
-from synthreid.device import torch_device
+from synthreid.device import compute
 from synthreid.errors import RefineError
 from synthreid.made_by import MARKER, claim_folder, file_digest
 from synthreid.progress import Reporter, report
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image, to_image
 from synthreid.refine.method import build_generator
+from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.torch_files import read_torch_file
 from synthreid.typed import validate_model
 
@@ -52,8 +53,9 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
                    progress: Reporter | None = None, overwrite: bool = False) -> RefineResult:
     """Refine every image of `data` into `out`; an `out` holding images of another refiner
     checkpoint or source is refused unless `overwrite` (images are resumed only from the same)."""
-    device = torch_device()
-    generator, config = load_refiner(checkpoint, device)
+    arithmetic = compute(channels_last=CHANNELS_LAST)
+    generator, config = load_refiner(checkpoint, arithmetic.device)
+    arithmetic.module(generator)
     dataset = open_dataset(data)
     root = dataset.root.resolve()
     out = mirror_folder(root, out, RefineError)
@@ -69,12 +71,11 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
                 path.name != MARKER:
             copy_file(path, target)
             copied += 1
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         batch = torch.stack([load_image(p, config.height, config.width) for p in chunk])
-        with torch.no_grad(), autocast:
-            refined = generator(batch.to(device))
+        with torch.no_grad(), arithmetic.autocast():
+            refined = generator(arithmetic.images(batch)).float()
         for path, image in zip(chunk, refined):
             with Image.open(path) as original:
                 size, image_format = original.size, original.format

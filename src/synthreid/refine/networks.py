@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from torch import nn
 
+# The memory layout the refiners train and refine in: NCHW, because channels-last made CycleGAN
+# and PTGAN training 20% slower on a CPU (instance norm and reflection padding convert back and
+# forth; benchmarks/speed_table.py measures both).
+CHANNELS_LAST = False
+
 
 def _norm(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from synthreid import atomic, run_folder
-from synthreid.device import torch_device
+from synthreid.device import Compute, compute
 from synthreid.errors import RefineError
 from synthreid.progress import Reporter, report
 from synthreid.refine.config import RefinerConfig
@@ -25,6 +25,7 @@ from synthreid.refine.cut import CUT
 from synthreid.refine.cyclegan import CycleGAN
 from synthreid.refine.data import Domain, to_image, training_records
 from synthreid.refine.method import RefinerMethod
+from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.refine.pool import ImagePool
 from synthreid.refine.ptgan import PTGAN
 from synthreid.torch_files import read_torch_file, save_checkpoint
@@ -36,10 +37,11 @@ SAMPLES = 4  # images per row of the sample grid
 
 
 class RefinerTrainer:
-    def __init__(self, config: RefinerConfig) -> None:
+    def __init__(self, config: RefinerConfig, arithmetic: Compute | None = None) -> None:
         self.config = config
         self.out = Path(config.out)
-        self.device = torch_device()
+        self.arithmetic = arithmetic or compute(channels_last=CHANNELS_LAST)
+        self.device = self.arithmetic.device
         torch.manual_seed(config.seed)
         self.a = Domain(training_records(config.source), config.height, config.width)
         self.b = Domain(training_records(config.target), config.height, config.width)
@@ -47,6 +49,8 @@ class RefinerTrainer:
             raise RefineError(f"{config.source}: PTGAN needs person masks for the generated "
                               f"images (an export's masks/ folder)")
         self.method = METHODS[config.method](config, self.device)
+        for network in self.method.networks.values():
+            self.arithmetic.module(network)
         betas = (config.beta1, 0.999)
         self.opt_G = torch.optim.Adam(self.method.generator_side(), lr=config.lr, betas=betas)
         self.opt_D = torch.optim.Adam(
@@ -54,8 +58,6 @@ class RefinerTrainer:
             betas=betas)
         self.pools = {"A": ImagePool(config.pool_size), "B": ImagePool(config.pool_size)}
         self.iteration, self.history = 0, []
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16,
-                                       enabled=self.device.type == "cuda")
         self.opened = False
 
     @property
@@ -100,14 +102,14 @@ class RefinerTrainer:
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * self.lr_factor(iteration)
         rng = np.random.default_rng([config.seed, iteration])
-        a, mask_a = (t.to(self.device) if t is not None else None
+        a, mask_a = (self.arithmetic.images(t) if t is not None else None
                      for t in self.a.batch(rng, config.batch_size, config.flip))
-        b, mask_b = (t.to(self.device) if t is not None else None
+        b, mask_b = (self.arithmetic.images(t) if t is not None else None
                      for t in self.b.batch(rng, config.batch_size, config.flip))
         critics = self.method.critics()
         for critic in critics:
             critic.requires_grad_(False)
-        with self.autocast:
+        with self.arithmetic.autocast():
             terms, fakes = self.method.generator_terms(a, mask_a, b, mask_b, rng)
             loss_G = sum(terms.values())
         self._finite(loss_G, iteration, "generator side")
@@ -116,7 +118,7 @@ class RefinerTrainer:
         self.opt_G.step()
         for critic in critics:
             critic.requires_grad_(True)
-        with self.autocast:
+        with self.arithmetic.autocast():
             judged = self.method.critic_terms(a, b, fakes, self.pools, rng)
             loss_D = sum(judged.values())
         self._finite(loss_D, iteration, "discriminators")
@@ -179,8 +181,8 @@ class RefinerTrainer:
         count_a, count_b = min(SAMPLES, len(self.a.records)), min(SAMPLES, len(self.b.records))
         a, mask_a = self.a.load(list(range(count_a)))
         b, _ = self.b.load(list(range(count_b)))
-        a, b = a.to(self.device), b.to(self.device)
-        with self.autocast:
+        a, b = self.arithmetic.images(a), self.arithmetic.images(b)
+        with self.arithmetic.autocast():
             rows = self.method.sample_rows(a, mask_a, b)
         h, w = self.config.height, self.config.width
         grid = Image.new("RGB", (w * SAMPLES, h * len(rows)), (255, 255, 255))

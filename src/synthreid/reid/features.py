@@ -7,22 +7,25 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthreid.datasets.records import ImageRecord
-from synthreid.device import torch_device
+from synthreid.device import Compute, compute
 from synthreid.evaluate.features import FeatureSet, dataset_feature_set
 from synthreid.reid.data import EvalImages
 
 
 @torch.no_grad()
 def extract_features(model, records: list[ImageRecord], height: int, width: int,
-                     device: torch.device, batch_size: int = 128, workers: int = 0) -> np.ndarray:
+                     arithmetic: Compute, batch_size: int = 128,
+                     workers: int = 0) -> np.ndarray:
+    """Features in fp32, whatever precision computed them (bf16 features are rounded up, so
+    distances and rankings are computed alike)."""
     was_training = model.training
     model.eval()
     loader = DataLoader(EvalImages(records, height, width), batch_size=batch_size,
                         num_workers=workers)
     chunks = []
     for images in loader:
-        images = images.to(device)
-        chunks.append(model.embed(images).float().cpu())
+        with arithmetic.autocast():
+            chunks.append(model.embed(arithmetic.images(images)).float().cpu())
     model.train(was_training)
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
 
@@ -33,11 +36,12 @@ def dataset_features(checkpoint: str, dataset, device: torch.device | None = Non
     input size is the one the model was trained at."""
     from synthreid.reid.checkpoint import load_checkpoint, model_from_checkpoint
 
-    device = device or torch_device()
+    arithmetic = compute(device)
     state = load_checkpoint(checkpoint)
     augment = state.get("train_config", {}).get("augment", {})
     height, width = augment.get("height", 256), augment.get("width", 128)
-    model = model_from_checkpoint(checkpoint, device)
-    query, gallery = (extract_features(model, getattr(dataset, split), height, width, device,
-                                       workers=workers) for split in ("query", "gallery"))
+    model = arithmetic.module(model_from_checkpoint(checkpoint, arithmetic.device))
+    query, gallery = (extract_features(model, getattr(dataset, split), height, width,
+                                       arithmetic, workers=workers)
+                      for split in ("query", "gallery"))
     return dataset_feature_set(dataset, query, gallery)

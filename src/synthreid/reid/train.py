@@ -23,7 +23,7 @@ from synthreid import atomic, run_folder
 from synthreid.datasets import ReidDataset, relabel
 from synthreid.datasets.records import ImageRecord
 from synthreid.datasets.splits import draw_ids
-from synthreid.device import torch_device
+from synthreid.device import Compute, compute, torch_device
 from synthreid.errors import EvaluationError, ReidError
 from synthreid.evaluate import protocols
 from synthreid.progress import Reporter, report
@@ -92,7 +92,8 @@ def _lr_factor(config: TrainConfig, epoch: int) -> float:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, datasets: list[ReidDataset]) -> None:
+    def __init__(self, config: TrainConfig, datasets: list[ReidDataset],
+                 arithmetic: Compute | None = None) -> None:
         if not 1 <= len(datasets) <= 2:
             raise ReidError("train on one dataset, or mix exactly two")
         if config.out is None:
@@ -101,7 +102,8 @@ class Trainer:
             raise ReidError(f"select_on: {config.select_on} names no dataset of {len(datasets)}")
         self.config = config
         self.out = Path(config.out)
-        self.device = torch_device()
+        self.arithmetic = arithmetic or compute()
+        self.device = self.arithmetic.device
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.distributed = self.world > 1
         self.rank = int(os.environ.get("RANK", "0"))
@@ -127,8 +129,7 @@ class Trainer:
         self.model = ReidModel(config.model, classes).to(self.device)
         if config.pretrained:
             self.model.f.backbone.load_imagenet(config.pretrained)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.arithmetic.module(self.model)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         if config.init:
             loaded = load_checkpoint(config.init, expect_backbone=config.model.backbone)
@@ -230,13 +231,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         total, correct, seen, started = 0.0, 0, 0, time.perf_counter()
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         for step, (head, images, labels) in enumerate(self._batches(epoch)):
-            images = images.to(self.device, non_blocking=True)
+            images = self.arithmetic.images(images)
             labels = labels.to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast:
+            with self.arithmetic.autocast():
                 features, logits = self.net(images, head)
                 loss = self.config.loss(features, logits, labels)
             value = loss.item()
@@ -262,7 +260,7 @@ class Trainer:
         results = []
         for source in self.sources:
             features = extract_features(self.model, source.validation, self.config.augment.height,
-                                        self.config.augment.width, self.device)
+                                        self.config.augment.width, self.arithmetic)
             ids = np.array([r.pid for r in source.validation])
             cams = np.array([r.camid for r in source.validation])
             try:

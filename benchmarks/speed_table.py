@@ -1,0 +1,257 @@
+"""Old path against new path, side by side, on this machine: re-id training, refiner training
+and refinement, feature extraction, and Cycles rendering.
+
+    python benchmarks/speed_table.py [--parts reid,refine,features,render] [--steps 4]
+
+Old: fp32, NCHW (what every CPU run did before precision and layout were chosen per device).
+New: what `synthreid.device.compute()` chooses here (bf16 autocast only where the hardware has
+bf16; channels-last). Renders: the old default (16 samples, no denoiser) against the denoised
+settings at fewer samples, with PSNR/SSIM of both to a 256-sample reference of the same frames.
+Prints one table row per measurement: old, new, new/old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthreid.device import Compute, compute, torch_device
+
+
+def rate(step, units: int, steps: int, warm: int = 1) -> float:
+    """Units per second of `step()` over `steps` calls after `warm` uncounted ones."""
+    for _ in range(warm):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return units * steps / (time.perf_counter() - start)
+
+
+def row(name: str, unit: str, old: float, new: float) -> None:
+    print(f"| {name:34} | {old:8.2f} | {new:8.2f} | {new / old:5.2f}x | {unit} |", flush=True)
+
+
+def reid_step(backbone: str, height: int, width: int, arithmetic: Compute, batch: int):
+    from synthreid.reid.losses import LossConfig
+    from synthreid.reid.model import ModelArgs, ReidModel
+
+    torch.manual_seed(0)
+    model = arithmetic.module(ReidModel(ModelArgs(backbone=backbone), {"d0": 100}).train())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = arithmetic.images(torch.randn(batch, 3, height, width))
+    labels = torch.randint(0, 100, (batch,), device=arithmetic.device)
+    loss_fn = LossConfig()
+
+    def step() -> None:
+        with arithmetic.autocast():
+            features, logits = model(images, "d0")
+            loss = loss_fn(features, logits, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def reid_part(old: Compute, new: Compute, steps: int) -> None:
+    for backbone, height, width, batch in (("inception", 128, 64, 64), ("inception", 256, 128, 32),
+                                           ("resnet50", 256, 128, 32)):
+        rates = [rate(reid_step(backbone, height, width, arithmetic, batch), batch, steps)
+                 for arithmetic in (old, new)]
+        row(f"re-id step {backbone} {height}x{width} b{batch}", "images/s", *rates)
+
+
+def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
+    from synthreid.refine.config import METHODS, RefinerConfig
+    from synthreid.refine.train import RefinerTrainer
+
+    source = write_images(tmp / "a", 128, 64, 64, masks=True)
+    target = write_images(tmp / "b", 128, 64, 64)
+    for method in METHODS:
+        rates = []
+        for name, arithmetic in (("old", old), ("new", new)):
+            config = RefinerConfig(source=f"synthetic:{source}", target=f"synthetic:{target}",
+                                   out=str(tmp / f"{method}-{name}"), method=method, height=128,
+                                   width=64, blocks=6, batch_size=1, iterations=steps + 2)
+            trainer = RefinerTrainer(config, arithmetic)
+            counter = iter(range(10**6))
+            rates.append(rate(lambda: trainer.step(next(counter)), 1, steps, warm=2))
+        row(f"refiner {method} 128x64 b1", "iterations/s", *rates)
+        if method == "cyclegan":
+            generator = trainer.G.eval()
+            batch = torch.rand(16, 3, 128, 64) * 2 - 1
+            refine_rates = []
+            for arithmetic in (old, new):
+                arithmetic.module(generator)
+
+                def forward(arithmetic=arithmetic) -> None:
+                    with torch.no_grad(), arithmetic.autocast():
+                        generator(arithmetic.images(batch)).float()
+                refine_rates.append(rate(forward, 16, max(steps // 2, 1)))
+            row("refinement (generator) 128x64 b16", "images/s", *refine_rates)
+
+
+def features_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
+    from synthreid.datasets import read_dataset
+    from synthreid.evaluate import protocols
+    from synthreid.reid.features import extract_features
+    from synthreid.reid.model import ModelArgs, ReidModel
+
+    root = write_images(tmp / "eval", 256, 128, 256, layout="market")
+    dataset = read_dataset("market1501", root)
+    torch.manual_seed(0)
+    model = ReidModel(ModelArgs(backbone="inception"), {"d0": 10})
+    calibrate_batch_norm(model, dataset.gallery)
+    results, rates = [], []
+    for arithmetic in (old, new):
+        arithmetic.module(model)
+        for _ in range(2):  # the first pass warms up
+            start = time.perf_counter()
+            query = extract_features(model, dataset.query, 256, 128, arithmetic)
+            gallery = extract_features(model, dataset.gallery, 256, 128, arithmetic)
+            seconds = time.perf_counter() - start
+        rates.append((len(dataset.query) + len(dataset.gallery)) / seconds)
+        results.append(protocols.market(
+            query, np.array([r.pid for r in dataset.query]),
+            np.array([r.camid for r in dataset.query]), gallery,
+            np.array([r.pid for r in dataset.gallery]),
+            np.array([r.camid for r in dataset.gallery])))
+    row("features inception 256x128", "images/s", *rates)
+    print(f"  Market protocol, old vs new features: mAP {results[0].mAP:.4f} vs "
+          f"{results[1].mAP:.4f}, rank-1 {results[0].rank(1):.4f} vs {results[1].rank(1):.4f}")
+
+
+def calibrate_batch_norm(model: torch.nn.Module, records) -> None:
+    """Batch-norm statistics of these images: an untrained network then gives features that
+    differ between images, so rankings (and their changes) mean something."""
+    from synthreid.reid.data import EvalImages
+
+    images = torch.stack([EvalImages(records, 256, 128)[i] for i in range(len(records))])
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # momentum 0.1: three passes settle most of the way
+            model.embed(images)
+    model.eval()
+
+
+def render_part(steps: int, tmp: Path, fewer_samples: int) -> None:
+    from synthreid.body.model import BodyModel
+    from synthreid.render.renderer import Renderer
+    from synthreid.scene.config import config_from_dict, load_config
+    from synthreid.scene.sampling import sample_character, sample_images
+
+    model = BodyModel()
+    for height in (128, 256):
+        images, seconds = {}, {}
+        for name, samples, denoise in (("reference", 256, False), ("old", 16, False),
+                                       ("new", fewer_samples, True)):
+            data = load_config("IV").model_dump()
+            data["render"].update(engine="cycles", samples=samples, denoise=denoise,
+                                  device="cpu")
+            data["crop"]["height_px"] = height
+            config = config_from_dict(data)
+            renderer = Renderer(config, model)
+            warm = sample_character(config, 10_000, 0)
+            renderer.render_character(warm, sample_images(config, warm, 1), tmp / "warm")
+            out = tmp / f"render-{height}-{name}"
+            start = time.perf_counter()
+            for cid in range(steps):
+                character = sample_character(config, cid, 0)
+                renderer.render_character(character, sample_images(config, character, 2), out)
+            seconds[name] = time.perf_counter() - start
+            images[name] = sorted((out / "images").iterdir())
+        count = 2 * steps
+        row(f"render IV {height}px, {fewer_samples} samples+OIDN", "images/s",
+            count / seconds["old"], count / seconds["new"])
+        for name in ("old", "new"):
+            psnr, ssim = image_quality(images["reference"], images[name])
+            print(f"  {name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f} to 256 samples")
+
+
+def image_quality(reference: list[Path], images: list[Path]) -> tuple[float, float]:
+    from PIL import Image
+
+    pairs = [(np.asarray(Image.open(a).convert("RGB"), np.float64) / 255,
+              np.asarray(Image.open(b).convert("RGB"), np.float64) / 255)
+             for a, b in zip(reference, images, strict=True)]
+    return (float(np.mean([psnr(a, b) for a, b in pairs])),
+            float(np.mean([ssim(a, b) for a, b in pairs])))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / max(np.mean((a - b) ** 2), 1e-12)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004) over channels, 7x7 uniform windows, images in [0, 1]."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return sliding_window_view(x, (7, 7), axis=(0, 1)).mean(axis=(-1, -2))
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mu_a, mu_b = mean(a), mean(b)
+    var_a, var_b = mean(a * a) - mu_a ** 2, mean(b * b) - mu_b ** 2
+    cov = mean(a * b) - mu_a * mu_b
+    return float(np.mean((2 * mu_a * mu_b + c1) * (2 * cov + c2) /
+                         ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))))
+
+
+def write_images(root: Path, height: int, width: int, count: int, masks: bool = False,
+                 layout: str = "synthetic") -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folders = ("bounding_box_train", "bounding_box_test", "query") + (("masks",) if masks else ())
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+    for i in range(count):
+        pid = i // 4 + 1
+        name = f"{pid:04d}_c{i % 2 + 1}s1_{i:06d}_00" if layout == "market" else \
+            f"{pid:04d}_c{i % 2 + 1}_{i:06d}"
+        held = count // 2 if layout == "market" else 16  # query and gallery images
+        folder = "bounding_box_train" if i < count - held else \
+            ("query" if i % 4 == 0 else "bounding_box_test")
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+            root / folder / f"{name}.jpg")
+        if masks:
+            mask = np.zeros((height, width), np.uint8)
+            mask[height // 8:-height // 8, width // 4:-width // 4] = 255
+            Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parts", default="reid,refine,features,render")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=4, help="the denoised renders' samples")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    old = Compute(torch_device(), torch.float32, channels_last=False)
+    new = compute()
+    print(f"old: {old.describe()}; new: {new.describe()}; "
+          f"{torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}")
+    print("| measurement | old | new | new/old | unit |\n|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if "reid" in parts:
+            reid_part(old, new, args.steps)
+        if "refine" in parts:
+            refine_part(old, new, args.steps * 5, tmp)
+        if "features" in parts:
+            features_part(old, new, args.steps, tmp)
+        if "render" in parts:
+            render_part(args.steps, tmp, args.samples)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The arithmetic a process uses: bf16 only where the hardware has it (CUDA untouched by the CPU
+rules), a switch to turn it off, and channels-last features equal to NCHW ones."""
+
+import numpy as np
+import pytest
+import torch
+
+from synthreid.datasets import read_dataset
+from synthreid.datasets.toy import write_toy_market
+from synthreid.device import (PRECISION_VARIABLE, Compute, choose_dtype, compute,
+                              requested_precision)
+from synthreid.evaluate import protocols
+from synthreid.reid.data import EvalImages
+from synthreid.reid.features import extract_features
+from synthreid.reid.model import ModelArgs, ReidModel
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_auto_takes_bf16_only_where_the_hardware_has_it():
+    assert choose_dtype(CPU, "auto", native=False) == torch.float32
+    assert choose_dtype(CPU, "auto", native=True) == torch.bfloat16
+    assert choose_dtype(CUDA, "auto", native=True) == torch.bfloat16
+
+
+def test_the_switch_overrides_detection_both_ways():
+    assert choose_dtype(CPU, "fp32", native=True) == torch.float32
+    assert choose_dtype(CUDA, "fp32", native=True) == torch.float32
+    assert choose_dtype(CPU, "bf16", native=False) == torch.bfloat16
+
+
+def test_precision_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(PRECISION_VARIABLE, "FP32")
+    assert requested_precision() == "fp32"
+    assert compute(CPU).dtype == torch.float32
+    monkeypatch.setenv(PRECISION_VARIABLE, "bf16")
+    assert compute(CPU).dtype == torch.bfloat16
+    monkeypatch.setenv(PRECISION_VARIABLE, "half")
+    with pytest.raises(ValueError, match=f"{PRECISION_VARIABLE}='half'.*auto, fp32, bf16"):
+        requested_precision()
+
+
+def test_bf16_autocast_runs_a_convolution_in_bf16():
+    arithmetic = Compute(CPU, torch.bfloat16)
+    conv = arithmetic.module(torch.nn.Conv2d(3, 4, 3))
+    with arithmetic.autocast():
+        out = conv(arithmetic.images(torch.rand(2, 3, 8, 8)))
+    assert out.dtype == torch.bfloat16
+    assert arithmetic.images(torch.rand(2, 3, 8, 8)).is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def test_channels_last_features_score_the_market_protocol_as_nchw(tmp_path):
+    dataset = read_dataset("market1501", write_toy_market(tmp_path / "toy", people=30))
+    torch.manual_seed(0)
+    model = ReidModel(ModelArgs(backbone="inception", embedding=0, features_after_bn=False),
+                      {"d0": 20})
+    images = torch.stack([EvalImages(dataset.train, 128, 64)[i] for i in range(len(dataset.train))])
+    for module in model.modules():  # exact batch-norm statistics of these images
+        if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            module.reset_running_stats()
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        model.embed(images)
+    scores, features = [], []
+    for arithmetic in (Compute(CPU, torch.float32, channels_last=False), compute(CPU)):
+        arithmetic.module(model)
+        query, gallery = (extract_features(model, getattr(dataset, split), 128, 64, arithmetic)
+                          for split in ("query", "gallery"))
+        assert query.dtype == np.float32
+        features.append(query)
+        scores.append(protocols.market(
+            query, np.array([r.pid for r in dataset.query]),
+            np.array([r.camid for r in dataset.query]), gallery,
+            np.array([r.pid for r in dataset.gallery]),
+            np.array([r.camid for r in dataset.gallery])))
+    # The features themselves (rankings of near-ties could hide a change; these cannot).
+    assert features[0].std(axis=0).mean() > 0.05
+    assert np.abs(features[0] - features[1]).max() < 1e-4 * np.abs(features[0]).max()
+    assert abs(scores[0].mAP - scores[1].mAP) < 1e-4
+    assert np.allclose(scores[0].cmc, scores[1].cmc, atol=1e-4)
+
+
+def test_the_command_line_sets_precision_and_prints_its_version(monkeypatch):
+    from typer.testing import CliRunner
+
+    from synthreid import __version__
+    from synthreid.cli import app
+
+    monkeypatch.delenv(PRECISION_VARIABLE, raising=False)
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"synthreid {__version__}"
+    result = CliRunner().invoke(app, ["--precision", "fp32", "status", "--help"])
+    assert result.exit_code == 0
+    assert requested_precision() == "fp32"
+    result = CliRunner().invoke(app, ["--precision", "fp16", "status", "--help"])
+    assert result.exit_code == 2 and "fp16" in result.output
