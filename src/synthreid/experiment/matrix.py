@@ -14,6 +14,8 @@ its images unchecked and uses its training split only.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,10 +237,16 @@ class Experiment:
             stage.log(f"resuming the refiner after iteration {trainer.iteration}")
         trainer.fit(lambda event: self._inner(stage, event.done, config.iterations))
         refined = stage.folder / "dataset"
-        result = refine_dataset(stage.folder / "refiner" / "last.pt", source, refined)
-        stage.log(f"refined {result.refined} images ({result.skipped} already there)")
+        checkpoint = trainer.checkpoint_to_use()
+        result = refine_dataset(checkpoint, source, refined)
+        stage.log(f"refined {result.refined} images with {checkpoint.name} "
+                  f"({result.skipped} already there)")
         samples = sorted((stage.folder / "refiner" / "samples").glob("*.png"))
-        return {"dataset": f"synthetic:{refined}", "samples": str(samples[-1]) if samples else None}
+        choice = stage.folder / "refiner" / "choice.json"
+        return {"dataset": f"synthetic:{refined}", "samples": str(samples[-1]) if samples else None,
+                "checkpoints": str(stage.folder / "refiner" / "checkpoints.csv")
+                if choice.exists() else None,
+                "choice": json.loads(choice.read_text()) if choice.exists() else None}
 
     # -- re-id ------------------------------------------------------------------------------
 

@@ -43,8 +43,10 @@ def versions() -> dict[str, str]:
 #   model 2: mixed epochs are one pass over the real set; validation keeps real cameras apart;
 #            a step milestone past the last epoch is refused
 #   refine ptgan 2: no unmasked identity term; refine cut 2: PatchNCE layers by role
-CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 1,
-                                 "refine-ptgan": 2, "refine-cut": 2, "model": 2, "evaluate": 2}
+#   refine 3 (every method): the checkpoint that keeps identity and is most realistic, not the
+#            last
+CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 3,
+                                 "refine-ptgan": 3, "refine-cut": 3, "model": 2, "evaluate": 2}
 
 
 def code_version(kind: str, settings: dict[str, Any]) -> int:

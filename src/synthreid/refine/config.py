@@ -40,6 +40,12 @@ class RefinerConfig(Strict):
     checkpoint_every: int = Field(500, ge=1)
     log_every: int = Field(50, ge=1)
     seed: int = Field(0, ge=0)
+    # At every checkpoint: does G keep the person (identity.py), how close is it to the target
+    # (realism.py); the checkpoint used is the most realistic within identity_margin rank-1
+    # points of the unrefined set's identity score.
+    identity_check: bool = True
+    identity_ids: int = Field(50, ge=5)
+    identity_margin: float = Field(10.0, ge=0)
 
     @model_validator(mode="after")
     def _sizes(self) -> RefinerConfig:

@@ -8,6 +8,7 @@ pools, losses), so `--resume` continues exactly.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 
 from synthreid import atomic, run_folder
+from synthreid.datasets import open_dataset
 from synthreid.device import Compute, compute
 from synthreid.errors import RefineError
 from synthreid.progress import Reporter, report
@@ -24,15 +26,19 @@ from synthreid.refine.config import RefinerConfig
 from synthreid.refine.cut import CUT
 from synthreid.refine.cyclegan import CycleGAN
 from synthreid.refine.data import Domain, to_image, training_records
+from synthreid.refine.identity import IdentityProbe, choose_checkpoint
 from synthreid.refine.method import RefinerMethod
 from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.refine.pool import ImagePool
+from synthreid.refine.realism import RealismMeter
 from synthreid.refine.ptgan import PTGAN
 from synthreid.torch_files import read_torch_file, save_checkpoint
 from synthreid.typed import dump_config
 
 METHODS: dict[str, type[RefinerMethod]] = {"cyclegan": CycleGAN, "ptgan": PTGAN, "cut": CUT}
-RUN_FILES = ("config.yaml", "last.pt", "losses.csv", "samples", "tensorboard")
+RUN_FILES = ("config.yaml", "last.pt", "losses.csv", "samples", "tensorboard", "chosen.pt",
+             "checkpoints.csv", "choice.json", "identity-judge.pt")
+REALISM_IMAGES = 200  # target training images the realism distance compares against
 SAMPLES = 4  # images per row of the sample grid
 
 
@@ -58,6 +64,8 @@ class RefinerTrainer:
             betas=betas)
         self.pools = {"A": ImagePool(config.pool_size), "B": ImagePool(config.pool_size)}
         self.iteration, self.history = 0, []
+        self.checkpoint_rows: list[dict] = []  # identity and realism of every checkpoint
+        self.probe: IdentityProbe | None = None  # built when training starts (trains a judge)
         self.opened = False
 
     @property
@@ -86,6 +94,7 @@ class RefinerTrainer:
         for side, pool in self.pools.items():
             pool.load(state[f"pool_{side}"], self.device)
         self.iteration, self.history = state["iteration"], state["history"]
+        self.checkpoint_rows = state.get("checkpoint_rows", [])
         return True
 
     def lr_factor(self, iteration: int) -> float:
@@ -140,6 +149,9 @@ class RefinerTrainer:
         if not self.opened:
             self.open()
         writer = run_folder.tensorboard(self.out)
+        if self.config.identity_check and self.probe is None:
+            report(progress, "identity judge", 0, 1)
+            self.probe = self._identity_probe()
         window: list[dict[str, float]] = []
         started = time.perf_counter()
         for iteration in range(self.iteration, self.config.iterations):
@@ -160,6 +172,8 @@ class RefinerTrainer:
                 self.sample_grid()
             if self.iteration % self.config.checkpoint_every == 0 or \
                     self.iteration == self.config.iterations:
+                if self.probe is not None:
+                    self.judge_checkpoint(writer)
                 self.save()
             last = self.history[-1] if self.history else {}
             report(progress, "refiner", self.iteration, self.config.iterations,
@@ -170,9 +184,74 @@ class RefinerTrainer:
     def save(self) -> None:
         state = {name: part.state_dict() for name, part in self._checkpointed().items()}
         state.update(iteration=self.iteration, history=self.history,
+                     checkpoint_rows=self.checkpoint_rows,
                      pool_A=self.pools["A"].state(), pool_B=self.pools["B"].state(),
                      config=self.config.model_dump(mode="json"))
         save_checkpoint(state, self.out / "last.pt")
+
+    def checkpoint_to_use(self) -> Path:
+        """`chosen.pt` (see `judge_checkpoint`), or `last.pt` when identity is not checked."""
+        if not self.config.identity_check:
+            return self.out / "last.pt"
+        chosen = self.out / "chosen.pt"
+        if not chosen.exists():
+            rows = self.checkpoint_rows
+            best = max((r["identity_refined"] for r in rows), default=float("nan"))
+            baseline = self.probe.baseline.identity_refined if self.probe else float("nan")
+            raise RefineError(
+                f"{self.out}: no checkpoint kept identity (best identity_refined {best:.1f} "
+                f"against {baseline:.1f} unrefined, margin {self.config.identity_margin}); "
+                f"see checkpoints.csv; refine with last.pt on purpose or train again "
+                f"(a lower lr, another method)")
+        return chosen
+
+    def _identity_probe(self) -> IdentityProbe:
+        config = self.config
+        rng = np.random.default_rng([config.seed, 22])
+        count = min(REALISM_IMAGES, len(self.b.records))
+        target, _ = self.b.load(sorted(rng.choice(len(self.b.records), count,
+                                                  replace=False).tolist()))
+        validation = open_dataset(config.source, check_images=False).validation
+        return IdentityProbe(self.a.records, validation, config.height, config.width,
+                             config.identity_ids,
+                             config.seed, self.device, self.out / "identity-judge.pt",
+                             RealismMeter(target))
+
+    @torch.no_grad()
+    def judge_checkpoint(self, writer=None) -> dict:
+        """Identity and realism of G now; `chosen.pt` is rewritten when G now is the choice."""
+        assert self.probe is not None
+
+        def refine(images: torch.Tensor) -> torch.Tensor:
+            with self.arithmetic.autocast():
+                return self.G(self.arithmetic.images(images)).float()
+        scores = self.probe.score(refine).as_dict()
+        baseline = self.probe.baseline.as_dict()
+        row = {"iteration": self.iteration, **scores,
+               "kept_identity": scores["identity_refined"] >=
+               baseline["identity_refined"] - self.config.identity_margin}
+        self.checkpoint_rows = [r for r in self.checkpoint_rows
+                                if r["iteration"] != self.iteration] + [row]
+        run_folder.write_log(self.out / "checkpoints.csv",
+                             [{"iteration": 0, **baseline, "kept_identity": True,
+                               "unrefined": True}] +
+                             [{**r, "unrefined": False} for r in self.checkpoint_rows])
+        if writer is not None:
+            for key, value in scores.items():
+                writer.add_scalar(f"checkpoint/{key}", value, self.iteration)
+        chosen = choose_checkpoint(self.checkpoint_rows, baseline["identity_refined"],
+                                   self.config.identity_margin)
+        if chosen is not None and chosen["iteration"] == self.iteration:
+            save_checkpoint({"G": self.G.state_dict(), "config": self.config.model_dump(
+                mode="json"), "iteration": self.iteration, "scores": scores}, self.out /
+                "chosen.pt")
+        atomic.write_text(self.out / "choice.json", json.dumps({
+            "criterion": f"the lowest realism distance among checkpoints whose identity_refined "
+                         f"is within {self.config.identity_margin} rank-1 points of the "
+                         f"unrefined set's",
+            "unrefined": baseline, "chosen": chosen, "probe_ids": self.probe.ids},
+            indent=2) + "\n")
+        return row
 
     @torch.no_grad()
     def sample_grid(self) -> Path:

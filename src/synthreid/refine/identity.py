@@ -1,0 +1,181 @@
+"""Does a refiner keep the person? A fixed judge, a small re-id network trained once on the
+unrefined generated training ids (never on the probe ids), ranks the probe ids' refined images:
+
+- `identity_refined`: refined query against refined gallery (can people still be told apart?);
+- `identity_cross`: refined query against the unrefined gallery (is G(a) still a's person?);
+
+both as rank-1 in percent over `identity_ids` ids with one query and one gallery image each
+(chance: 100 / ids). The unrefined set scores `baseline`; a refiner that turns every image into
+the same picture scores chance. With `realism` (realism.py) at every checkpoint, the trainer
+chooses the checkpoint to use (`choose_checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthreid.datasets.records import ImageRecord
+from synthreid.errors import RefineError
+from synthreid.refine.data import load_image
+from synthreid.torch_files import read_torch_file, save_checkpoint
+
+JUDGE_SIZE = (64, 32)  # the judge looks at people at this size: fast, and enough for clothes
+JUDGE_VERSION = 1  # a judge file made by another version is retrained, not trusted
+
+
+class IdentityJudge(nn.Module):
+    """Four strided convolutions, pooled into a 128-d feature; a linear classifier on top."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out, stride in ((3, 32, 2), (32, 64, 2), (64, 128, 2), (128, 128, 1)):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(True)]
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(128, classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(images))
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        resized = nn.functional.interpolate(images.float(), size=JUDGE_SIZE, mode="bilinear",
+                                            align_corners=False, antialias=True)
+        return nn.functional.normalize(self.features(resized), dim=1)
+
+
+MIN_PROBE_IDS = 5
+
+
+def _pairs(records: list[ImageRecord]) -> dict[int, tuple[ImageRecord, ImageRecord]]:
+    """A (query, gallery) pair of each id with two images or more."""
+    by_id: dict[int, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        by_id[record.pid].append(record)
+    return {pid: (group[0], group[len(group) // 2]) for pid, group in sorted(by_id.items())
+            if len(group) >= 2}
+
+
+def split_probe(train: list[ImageRecord], validation: list[ImageRecord], ids: int,
+                seed: int) -> tuple[list[ImageRecord], list[tuple[ImageRecord, ImageRecord]]]:
+    """(the judge's training records, (query, gallery) pairs of up to `ids` probe ids): the
+    generated set's validation ids when it has enough, else half of its training ids at most,
+    held out from the judge; drawn by seed."""
+    rng = np.random.default_rng([seed, 22])
+    pairs = _pairs(validation)
+    if len(pairs) >= MIN_PROBE_IDS:
+        chosen = sorted(rng.choice(sorted(pairs), min(ids, len(pairs)), replace=False).tolist())
+        return train, [pairs[pid] for pid in chosen]
+    pairs = _pairs(train)
+    count = min(ids, len(pairs) // 2)
+    if count < MIN_PROBE_IDS:
+        raise RefineError(f"identity check: the generated set has {len(pairs)} training ids "
+                          f"with two images or more and no validation ids; "
+                          f"{2 * MIN_PROBE_IDS} are needed (or set identity_check: false)")
+    probe = set(rng.choice(sorted(pairs), count, replace=False).tolist())
+    return [r for r in train if r.pid not in probe], [pairs[pid] for pid in sorted(probe)]
+
+
+def train_judge(records: list[ImageRecord], seed: int, device: torch.device,
+                epochs: int = 12) -> IdentityJudge:
+    """Softmax training on the judge's ids, all images held in memory (a few thousand at
+    64x32), Adam with flips; deterministic for a seed on one machine."""
+    torch.manual_seed(seed)
+    labels = {pid: n for n, pid in enumerate(sorted({r.pid for r in records}))}
+    images = torch.stack([load_image(r.path, *JUDGE_SIZE) for r in records])
+    targets = torch.tensor([labels[r.pid] for r in records])
+    judge = IdentityJudge(len(labels)).to(device).train()
+    optimizer = torch.optim.Adam(judge.parameters(), lr=3e-3, weight_decay=5e-4)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(order) - 1, 64):
+            batch = order[start:start + 64]
+            x = images[batch]
+            flip = torch.rand(len(batch), generator=generator) < 0.5
+            x[flip] = x[flip].flip(-1)
+            loss = nn.functional.cross_entropy(judge(x.to(device)), targets[batch].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return judge.eval()
+
+
+def rank1(query: torch.Tensor, gallery: torch.Tensor) -> float:
+    """Percent of queries whose nearest gallery feature is their own id (row i matches row i)."""
+    nearest = torch.cdist(query, gallery).argmin(dim=1)
+    return float((nearest == torch.arange(len(query), device=nearest.device)).float().mean() *
+                 100)
+
+
+@dataclass
+class IdentityScores:
+    identity_refined: float
+    identity_cross: float
+    realism: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"identity_refined": self.identity_refined,
+                "identity_cross": self.identity_cross, "realism": self.realism}
+
+
+class IdentityProbe:
+    """The judge, the probe images and the realism meter of one refiner run."""
+
+    def __init__(self, train: list[ImageRecord], validation: list[ImageRecord], height: int,
+                 width: int, ids: int, seed: int, device: torch.device, judge_file: Path,
+                 realism) -> None:
+        self.device, self.realism = device, realism
+        judge_records, pairs = split_probe(train, validation, ids, seed)
+        self.judge = self._judge(judge_records, seed, judge_file)
+        self.query = torch.stack([load_image(q.path, height, width) for q, _ in pairs])
+        self.gallery = torch.stack([load_image(g.path, height, width) for _, g in pairs])
+        self.ids = len(pairs)
+        self.baseline = self.score(lambda images: images)
+
+    def _judge(self, records: list[ImageRecord], seed: int, path: Path) -> IdentityJudge:
+        classes = len({r.pid for r in records})
+        if path.exists():
+            state = read_torch_file(path, "identity judge", RefineError)
+            if state.get("version") == JUDGE_VERSION and state.get("classes") == classes:
+                judge = IdentityJudge(classes)
+                judge.load_state_dict(state["judge"])
+                return judge.to(self.device).eval()
+        judge = train_judge(records, seed, self.device)
+        save_checkpoint({"judge": judge.state_dict(), "classes": classes,
+                         "version": JUDGE_VERSION}, path)
+        return judge
+
+    @torch.no_grad()
+    def score(self, refine) -> IdentityScores:
+        """Scores of `refine` (images in [-1, 1] to refined images in [-1, 1])."""
+        refined_query = self._refine(refine, self.query)
+        refined_gallery = self._refine(refine, self.gallery)
+        embed = self.judge.embed
+        q, g = embed(refined_query.to(self.device)), embed(refined_gallery.to(self.device))
+        original = embed(self.gallery.to(self.device))
+        realism = self.realism.distance(torch.cat([refined_query, refined_gallery])) \
+            if self.realism is not None else float("nan")
+        return IdentityScores(rank1(q, g), rank1(q, original), realism)
+
+    @staticmethod
+    def _refine(refine, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([refine(images[i:i + 16]).float().cpu()
+                          for i in range(0, len(images), 16)])
+
+
+def choose_checkpoint(rows: list[dict], baseline: float, margin: float) -> dict | None:
+    """Among checkpoint rows (iteration, identity_refined, identity_cross, realism), the most
+    realistic whose `identity_refined` is within `margin` points of the unrefined set's; None
+    when no checkpoint keeps identity (the caller says so; it never picks one that did not)."""
+    kept = [row for row in rows if row["identity_refined"] >= baseline - margin]
+    if not kept:
+        return None
+    return min(kept, key=lambda row: (row["realism"], -row["iteration"]))

@@ -1,0 +1,141 @@
+"""Refiners that keep the person: the realism distance, the identity judge, and the checkpoint a
+refiner run chooses (never one that erased identity)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from synthreid.datasets import open_dataset
+from synthreid.errors import RefineError
+from synthreid.refine.apply import refine_dataset
+from synthreid.refine.config import RefinerConfig
+from synthreid.refine.data import load_image
+from synthreid.refine.identity import IdentityProbe, choose_checkpoint, split_probe
+from synthreid.refine.realism import RealismMeter, mmd
+from synthreid.refine.train import RefinerTrainer
+
+H, W = 64, 32
+
+
+def write_people(root, ids, per_id, seed, cast=(0, 0, 0), blur=False):
+    """A synthetic-layout set of people drawn as shirt + legs colours, the first two thirds of
+    the ids training, the rest validation; `cast` and `blur` make another camera."""
+    rng = np.random.default_rng(seed)
+    test_ids = (900, 901)  # the layout's query and gallery, never read by a refiner
+    for pid in [*ids, *test_ids]:
+        shirt, legs = rng.integers(20, 235, 3), rng.integers(20, 235, 3)
+        folder = "bounding_box_train" if pid <= 2 * max(ids) // 3 else "bounding_box_val"
+        for i in range(per_id):
+            if pid in test_ids:
+                folder = "query" if i == 0 else "bounding_box_test"
+            pixels = np.full((H, W, 3), 120.0) + rng.normal(0, 6, (H, W, 3))
+            dy, dx = rng.integers(-3, 4, 2)
+            pixels[10 + dy:34 + dy, 8 + dx:24 + dx] = shirt
+            pixels[34 + dy:60 + dy, 10 + dx:22 + dx] = legs
+            picture = Image.fromarray(np.clip(pixels + cast, 0, 255).astype(np.uint8))
+            if blur:
+                picture = picture.resize((W // 2, H // 2)).resize((W, H))
+            path = root / folder / f"{pid:04d}_c{i % 2 + 1}_{i:06d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            picture.save(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("people")
+    return (write_people(root / "generated", range(1, 46), 4, 0),
+            write_people(root / "camera", range(1, 31), 2, 1, cast=(30, 10, -30), blur=True))
+
+
+def images_of(root, folder="bounding_box_train"):
+    return torch.stack([load_image(p, H, W) for p in sorted((root / folder).glob("*.png"))])
+
+
+def test_realism_distance_tells_one_camera_from_another(sets):
+    generated, camera = sets
+    target, source = images_of(camera), images_of(generated)
+    meter = RealismMeter(target[: len(target) // 2])
+    assert mmd(meter.target, meter.target) == pytest.approx(0, abs=1e-12)
+    same_camera = meter.distance(target[len(target) // 2:])
+    other_camera = meter.distance(source)
+    assert other_camera > 5 * same_camera
+    # A constant image (a refiner that paints every person alike) is far from any camera.
+    assert meter.distance(target.mean(0, keepdim=True).expand(40, -1, -1, -1)) > same_camera
+
+
+def probe_of(generated, camera, tmp_path, ids=10):
+    dataset = open_dataset(f"synthetic:{generated}")
+    return IdentityProbe(dataset.train, dataset.validation, H, W, ids, 0, torch.device("cpu"),
+                         tmp_path / "judge.pt", RealismMeter(images_of(camera)))
+
+
+def test_a_mean_image_refiner_scores_chance_and_is_never_chosen(sets, tmp_path):
+    generated, camera = sets
+    probe = probe_of(generated, camera, tmp_path)
+    assert probe.ids == 10  # the validation ids: 15 of them, 10 drawn
+    assert probe.baseline.identity_refined >= 70  # the judge tells the generated people apart
+    kept = probe.score(lambda images: images)
+    assert kept.identity_refined == probe.baseline.identity_refined
+    assert kept.identity_cross == 100.0
+    mean = images_of(camera).mean(0, keepdim=True)
+    erased = probe.score(lambda images: mean.expand(len(images), -1, -1, -1))
+    assert erased.identity_refined <= 100 / probe.ids + 1e-9  # chance: all ranked alike
+    assert erased.identity_cross <= 100 / probe.ids + 1e-9
+    rows = [{"iteration": 100, **kept.as_dict()},
+            {"iteration": 200, **erased.as_dict(), "realism": kept.realism / 100}]
+    chosen = choose_checkpoint(rows, probe.baseline.identity_refined, margin=10)
+    assert chosen["iteration"] == 100
+    assert choose_checkpoint(rows[1:], probe.baseline.identity_refined, margin=10) is None
+    # Among checkpoints that keep identity, the more realistic wins.
+    better = {**rows[0], "iteration": 300, "realism": kept.realism / 2}
+    assert choose_checkpoint(rows + [better], probe.baseline.identity_refined, 10)["iteration"] \
+        == 300
+    # The judge is trained once: a second probe loads it.
+    saved = (tmp_path / "judge.pt").stat().st_mtime_ns
+    probe_of(generated, camera, tmp_path)
+    assert (tmp_path / "judge.pt").stat().st_mtime_ns == saved
+
+
+def test_probe_ids_come_from_training_ids_when_there_is_no_validation(sets):
+    dataset = open_dataset(f"synthetic:{sets[0]}")
+    judge, pairs = split_probe(dataset.train, [], 50, 0)
+    probe_ids = {q.pid for q, _ in pairs}
+    assert len(probe_ids) == 15 and not probe_ids & {r.pid for r in judge}
+    assert all(q.pid == g.pid and q.path != g.path for q, g in pairs)
+    with pytest.raises(RefineError, match="identity check: .* 8 training ids .* 10 are needed"):
+        split_probe([r for r in dataset.train if r.pid <= 8], [], 50, 0)
+
+
+def test_a_refiner_run_logs_identity_and_refines_with_the_chosen_checkpoint(sets, tmp_path):
+    generated, camera = sets
+    config = RefinerConfig(source=f"synthetic:{generated}", target=f"synthetic:{camera}",
+                           out=str(tmp_path / "run"), height=H, width=W, ngf=8, ndf=8,
+                           iterations=4, checkpoint_every=2, sample_every=4, log_every=2,
+                           identity_ids=10, identity_margin=100)
+    trainer = RefinerTrainer(config)
+    trainer.fit()
+    with open(tmp_path / "run" / "checkpoints.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(r["iteration"]) for r in rows] == [0, 2, 4]
+    assert rows[0]["unrefined"] == "True"
+    assert all(0 <= float(r["identity_refined"]) <= 100 and float(r["realism"]) >= 0
+               for r in rows)
+    choice = json.loads((tmp_path / "run" / "choice.json").read_text())
+    assert choice["chosen"]["iteration"] in (2, 4) and choice["probe_ids"] == 10
+    chosen = trainer.checkpoint_to_use()
+    assert chosen.name == "chosen.pt"
+    assert torch.load(chosen, weights_only=False)["iteration"] == choice["chosen"]["iteration"]
+    result = refine_dataset(chosen, f"synthetic:{generated}", tmp_path / "refined")
+    assert result.refined > 0
+    # A margin nothing can meet: no checkpoint is chosen, and using one is refused.
+    strict = RefinerTrainer(config.model_copy(update={"out": str(tmp_path / "strict"),
+                                                      "identity_margin": -1.0}))
+    strict.fit()
+    assert not (tmp_path / "strict" / "chosen.pt").exists()
+    with pytest.raises(RefineError, match="no checkpoint kept identity"):
+        strict.checkpoint_to_use()
