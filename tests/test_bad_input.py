@@ -329,3 +329,13 @@ def test_an_experiment_folder_of_another_experiment_is_refused(tmp_path):
     (tmp_path / "file").write_text("mine")
     assert "exists and is not a folder" in one_line(runner.invoke(
         app, ["experiment", str(config), "--out", str(tmp_path / "file")]))
+
+
+def test_every_worker_option_works_from_the_synthreid_command(tmp_path):
+    # Each option reaches the worker: a bad value of each is refused naming it.
+    base = ["worker", "--db", f"sqlite:///{tmp_path / 'jobs.db'}", "--storage", str(tmp_path)]
+    for option, value in (("--job-timeout", "0"), ("--heartbeat", "500"),
+                          ("--max-attempts", "0"), ("--max-jobs", "0")):
+        result = CliRunner().invoke(app, [*base, option, value])
+        assert result.exit_code == 2, (option, result.output)
+        assert f"error: {option}: expected" in result.output, (option, result.output)

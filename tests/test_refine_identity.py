@@ -21,7 +21,7 @@ from synthreid.refine.train import RefinerTrainer
 H, W = 64, 32
 
 
-def write_people(root, ids, per_id, seed, cast=(0, 0, 0), blur=False):
+def write_people(root, ids, per_id, seed, cast=(0, 0, 0), blur=False, masks=False):
     """A synthetic-layout set of people drawn as shirt + legs colours, the first two thirds of
     the ids training, the rest validation; `cast` and `blur` make another camera."""
     rng = np.random.default_rng(seed)
@@ -42,6 +42,11 @@ def write_people(root, ids, per_id, seed, cast=(0, 0, 0), blur=False):
             path = root / folder / f"{pid:04d}_c{i % 2 + 1}_{i:06d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             picture.save(path)
+            if masks:
+                mask = np.zeros((H, W), np.uint8)
+                mask[10 + dy:60 + dy, 8 + dx:24 + dx] = 255
+                (root / "masks").mkdir(exist_ok=True)
+                Image.fromarray(mask).save(root / "masks" / path.name)
     return root
 
 
@@ -139,3 +144,57 @@ def test_a_refiner_run_logs_identity_and_refines_with_the_chosen_checkpoint(sets
     assert not (tmp_path / "strict" / "chosen.pt").exists()
     with pytest.raises(RefineError, match="no checkpoint kept identity"):
         strict.checkpoint_to_use()
+
+
+def test_contrastive_loss_pulls_positive_pairs_and_pushes_negative_ones():
+    from synthreid.refine.losses import contrastive
+
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    y = torch.tensor([[0.0, 0.0], [1.0, 3.0]])
+    assert contrastive(x, x, True, 2.0) == pytest.approx(0.0, abs=1e-9)
+    assert contrastive(x, y, True, 2.0) == pytest.approx((0 + 9) / 2)  # mean of d²
+    # Negative pairs: nothing once d >= margin; (margin - d)² below it.
+    assert contrastive(x, y, False, 2.0) == pytest.approx((4 + 0) / 2, abs=1e-5)
+    assert contrastive(x, y, False, 4.0) == pytest.approx((16 + 1) / 2, abs=1e-5)
+
+
+def test_masked_colour_sees_the_persons_colour_only():
+    from synthreid.refine.losses import masked_colour
+
+    a = torch.zeros(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1  # the person: the top half
+    background_changed = a.clone()
+    background_changed[..., 2:, :] = 0.8
+    assert masked_colour(background_changed, a, mask) == pytest.approx(0.0)
+    person_recoloured = a.clone()
+    person_recoloured[:, 0, :2, :] = 0.6  # red shirt
+    assert masked_colour(person_recoloured, a, mask) == pytest.approx(0.6 / 3)
+
+
+def test_spgan_trains_its_siamese_net_with_the_critics(sets, tmp_path):
+    generated, camera = sets
+    config = RefinerConfig(source=f"synthetic:{generated}", target=f"synthetic:{camera}",
+                           out=str(tmp_path / "sp"), method="spgan", height=H, width=W, ngf=8,
+                           ndf=8, iterations=2, checkpoint_every=2, sample_every=2,
+                           identity_check=False)
+    trainer = RefinerTrainer(config)
+    before = [p.detach().clone() for p in trainer.method.M.parameters()]
+    terms = trainer.step(0)
+    assert {"contrastive", "M", "D_A", "D_B", "cycle_A"} <= set(terms)
+    assert all(np.isfinite(v) for v in terms.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, trainer.method.M.parameters()))
+    trainer.fit()
+    assert "M" in torch.load(tmp_path / "sp" / "last.pt", weights_only=False)
+
+
+def test_colour_weight_needs_masks_and_adds_its_term(sets, tmp_path):
+    generated, camera = sets
+    config = RefinerConfig(source=f"synthetic:{generated}", target=f"synthetic:{camera}",
+                           out=str(tmp_path / "c"), height=H, width=W, ngf=8, ndf=8,
+                           iterations=1, colour_weight=5.0, identity_check=False)
+    with pytest.raises(RefineError, match="colour_weight > 0 needs person masks"):
+        RefinerTrainer(config)
+    masked = write_people(tmp_path / "masked", range(1, 13), 2, 3, masks=True)
+    trainer = RefinerTrainer(config.model_copy(update={"source": f"synthetic:{masked}"}))
+    assert trainer.step(0)["colour_A"] >= 0

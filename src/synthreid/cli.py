@@ -145,14 +145,26 @@ def render(
 @app.command()
 def worker(
     db: str = DB_OPTION, storage: str = STORAGE_OPTION,
-    run: str = typer.Option(None, "--run"),
-    lease: float = typer.Option(120.0), threads: int = typer.Option(0),
+    run: str = typer.Option(None, "--run", help="only this run's jobs (default: any run's)"),
+    lease: float = typer.Option(120.0, help="seconds a claimed job stays ours unrenewed"),
+    heartbeat: float = typer.Option(None, help="seconds between lease renewals (default: a "
+                                               "third of --lease)"),
+    max_attempts: int = typer.Option(None, help="attempts before a job is quarantined"),
+    threads: int = typer.Option(0, help="render threads (0: all cores)"),
+    max_jobs: int = typer.Option(None, help="stop after this many jobs"),
+    job_timeout: float = typer.Option(3600.0, help="seconds a character may take before it "
+                                                   "is given up and its lease left to expire"),
 ) -> None:
     """Run one worker (on any machine that reaches the database and the storage)."""
     from synthreid.farm.worker import main
 
-    args = ["--db", db, "--storage", storage, "--lease", str(lease), "--threads", str(threads)]
-    raise typer.Exit(main(args + (["--run", run] if run else [])))
+    args = ["--db", db, "--storage", storage, "--lease", str(lease), "--threads", str(threads),
+            "--job-timeout", str(job_timeout)]
+    for flag, value in (("--run", run), ("--heartbeat", heartbeat),
+                        ("--max-attempts", max_attempts), ("--max-jobs", max_jobs)):
+        if value is not None:
+            args += [flag, str(value)]
+    raise typer.Exit(main(args))
 
 
 @app.command()
@@ -438,6 +450,25 @@ def reid_features(
                   f"{len(features.arrays['gallery_ids'])} gallery images in {out}")
 
 
+class ExportFormat(str, enum.Enum):
+    onnx, torchscript = "onnx", "torchscript"
+
+
+@reid_app.command("export")
+def reid_export(
+    model: Path = typer.Option(..., "--model", help="a checkpoint (best.pt)"),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format"),
+    out: Path = typer.Option(..., "--out", "-o", help="the file to write (model.onnx, model.pt)"),
+) -> None:
+    """Write the embedding network alone (features as `reid features` computes them) as ONNX
+    or TorchScript, with input size and normalisation in the file's metadata."""
+    from synthreid.reid.export import export_model
+
+    with _one_line_errors():
+        written = export_model(model, out, format.value)
+    console.print(f"{format.value} model in {written}")
+
+
 refiner_app = typer.Typer(help="Train refiners (CycleGAN, PTGAN, CUT).", no_args_is_help=True)
 app.add_typer(refiner_app, name="refiner")
 
@@ -447,7 +478,7 @@ def refiner_train(
     source: str = typer.Option(..., help="generated images: LAYOUT:ROOT or a dataset .yaml"),
     target: str = typer.Option(..., help="real images to imitate: LAYOUT:ROOT or a .yaml"),
     out: Path = typer.Option(..., "--out", "-o"),
-    method: str = typer.Option("cyclegan", help="cyclegan | ptgan | cut"),
+    method: str = typer.Option("cyclegan", help="cyclegan | ptgan | cut | spgan"),
     size: str = typer.Option("128x64", help="HEIGHTxWIDTH the refiner works at"),
     iterations: int = typer.Option(20000), blocks: int = typer.Option(6, help="6 or 9"),
     batch_size: int = typer.Option(1), lr: float = typer.Option(2e-4),
@@ -456,11 +487,15 @@ def refiner_train(
                                           "(default 0.5; PTGAN: 0, its masked term replaces it)"),
     sample_every: int = typer.Option(500), checkpoint_every: int = typer.Option(500),
     seed: int = typer.Option(0),
+    identity_check: bool = typer.Option(
+        True, help="score identity and realism at every checkpoint and choose one (chosen.pt)"),
+    identity_margin: float = typer.Option(
+        10.0, help="rank-1 points a chosen checkpoint may lose against the unrefined set"),
     resume: bool = typer.Option(False, help="continue the run in --out (same settings)"),
     overwrite: bool = typer.Option(False, help="replace the run in --out"),
 ) -> None:
     """Train an unpaired refiner (CycleGAN, PTGAN, CUT) from generated to real images, on the
-    training splits only."""
+    training splits only; with the identity check, refine with the chosen.pt it writes."""
     from synthreid.refine.config import RefinerConfig
     from synthreid.refine.train import RefinerTrainer
     from synthreid.typed import validate_model
@@ -473,19 +508,22 @@ def refiner_train(
             source=source, target=target, out=str(out), method=method, height=int(height),
             width=int(width), iterations=iterations, blocks=blocks, batch_size=batch_size, lr=lr,
             mask_weight=mask_weight, identity_weight=identity_weight, sample_every=sample_every,
-            checkpoint_every=checkpoint_every, seed=seed), "refiner train")
+            checkpoint_every=checkpoint_every, seed=seed, identity_check=identity_check,
+            identity_margin=identity_margin), "refiner train")
         trainer = RefinerTrainer(config)
         if trainer.open(resume=resume, overwrite=overwrite):
             console.print(f"resuming after iteration {trainer.iteration}")
         with _shown() as show:
             summary = trainer.fit(show)
-    console.print(f"{summary['iterations']} iterations; checkpoint {out / 'last.pt'}, samples in "
-                  f"{out / 'samples'}")
+        checkpoint = trainer.checkpoint_to_use()
+    console.print(f"{summary['iterations']} iterations; refine with {checkpoint}, samples in "
+                  f"{out / 'samples'}" + (f", identity and realism in {out / 'checkpoints.csv'}"
+                                          if identity_check else ""))
 
 
 @app.command()
 def refine(
-    refiner: Path = typer.Option(..., help="a refiner checkpoint (last.pt)"),
+    refiner: Path = typer.Option(..., help="a refiner checkpoint (chosen.pt, or last.pt)"),
     data: str = typer.Option(..., "--data", help="the generated dataset: LAYOUT:ROOT or .yaml"),
     out: Path = typer.Option(..., "--out", "-o"),
     batch_size: int = typer.Option(16, min=1),

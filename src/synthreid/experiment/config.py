@@ -29,7 +29,7 @@ class Generation(Strict):
 class Refiners(Strict):
     """Which refiners per preset (default: the thesis' CycleGAN for each, PTGAN for IV) and the
     settings they share (those of `synthreid refiner train`)."""
-    methods: dict[str, list[Literal["cyclegan", "ptgan", "cut"]]] = Field(
+    methods: dict[str, list[Literal["cyclegan", "ptgan", "cut", "spgan"]]] = Field(
         default_factory=lambda: {"I": ["cyclegan"], "II": ["cyclegan"], "III": ["cyclegan"],
                                  "IV": ["cyclegan", "ptgan"]})
     settings: dict[str, Any] = Field(default_factory=lambda: {"iterations": 20000})

@@ -46,7 +46,8 @@ def versions() -> dict[str, str]:
 #   refine 3 (every method): the checkpoint that keeps identity and is most realistic, not the
 #            last
 CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 3,
-                                 "refine-ptgan": 3, "refine-cut": 3, "model": 2, "evaluate": 2}
+                                 "refine-ptgan": 3, "refine-cut": 3, "refine-spgan": 3,
+                                 "model": 2, "evaluate": 2}
 
 
 def code_version(kind: str, settings: dict[str, Any]) -> int:

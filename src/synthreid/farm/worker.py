@@ -97,6 +97,8 @@ class WorkerOptions:
             raise JobError(f"--max-attempts: expected at least 1, got {self.max_attempts}")
         if not self.job_timeout_s > 0:
             raise JobError(f"--job-timeout: expected seconds > 0, got {self.job_timeout_s}")
+        if self.max_jobs is not None and self.max_jobs < 1:
+            raise JobError(f"--max-jobs: expected at least 1, got {self.max_jobs}")
 
 
 @dataclass

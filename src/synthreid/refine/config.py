@@ -9,14 +9,14 @@ from pydantic import Field, model_validator
 from synthreid.limits import MAX_ITERATIONS, MAX_SIDE_PX
 from synthreid.typed import Strict
 
-METHODS = ("cyclegan", "ptgan", "cut")
+METHODS = ("cyclegan", "ptgan", "cut", "spgan")
 
 
 class RefinerConfig(Strict):
     source: str  # generated images (domain A): LAYOUT:ROOT or a dataset YAML
     target: str  # real images of the camera domain to imitate (domain B)
     out: str
-    method: Literal["cyclegan", "ptgan", "cut"] = "cyclegan"
+    method: Literal["cyclegan", "ptgan", "cut", "spgan"] = "cyclegan"
     height: int = Field(128, ge=32, le=MAX_SIDE_PX)
     width: int = Field(64, ge=32, le=MAX_SIDE_PX)  # the 70x70 PatchGAN needs 32 pixels a side
     blocks: Literal[6, 9] = 6  # residual blocks in G (9 in the reference at 256 px)
@@ -34,6 +34,10 @@ class RefinerConfig(Strict):
     mask_weight: float = Field(10.0, ge=0)  # PTGAN's masked identity loss (eq. 2.9, L1)
     nce_weight: float = Field(1.0, ge=0)  # CUT: PatchNCE between a and G(a)
     nce_identity: bool = True  # CUT: PatchNCE between b and G(b) too
+    contrastive_weight: float = Field(2.0, ge=0)  # SPGAN: the siamese contrastive loss
+    contrastive_margin: float = Field(2.0, gt=0)  # SPGAN: negative pairs at least this apart
+    # Any method: |mean colour of the person in G(a) - in a|, inside a's mask (needs masks).
+    colour_weight: float = Field(0.0, ge=0)
     pool_size: int = Field(50, ge=0)
     flip: bool = True
     sample_every: int = Field(500, ge=1)

@@ -29,3 +29,24 @@ def masked_identity(mapped: torch.Tensor, original: torch.Tensor,
     """PTGAN: || (G(a) - a) * M(a) ||_1 averaged over pixels: the person (M = 1) keeps its
     colours and shape; the background (M = 0) may change freely."""
     return ((mapped.float() - original.float()) * mask.float()).abs().mean()
+
+
+def contrastive(first: torch.Tensor, second: torch.Tensor, same: bool,
+                margin: float) -> torch.Tensor:
+    """SPGAN's contrastive loss on embeddings (Hadsell et al. 2006): a positive pair is pulled
+    together (d²), a negative pair pushed to at least `margin` apart (max(0, margin - d)²)."""
+    distance = (first.float() - second.float()).pow(2).sum(dim=1).add(1e-12).sqrt()
+    if same:
+        return distance.pow(2).mean()
+    return (margin - distance).clamp(min=0).pow(2).mean()
+
+
+def masked_colour(mapped: torch.Tensor, original: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """|mean colour of the person in G(a) - in a|_1 per channel: the person keeps its colours
+    (the clothes that tell people apart) while shading, noise and blur may change."""
+    weight = mask.float()
+    area = weight.sum(dim=(2, 3)).clamp(min=1.0)
+    before = (original.float() * weight).sum(dim=(2, 3)) / area
+    after = (mapped.float() * weight).sum(dim=(2, 3)) / area
+    return (after - before).abs().mean()

@@ -22,6 +22,7 @@ from synthreid.datasets import open_dataset
 from synthreid.device import Compute, compute
 from synthreid.errors import RefineError
 from synthreid.progress import Reporter, report
+from synthreid.refine import losses
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.cut import CUT
 from synthreid.refine.cyclegan import CycleGAN
@@ -32,10 +33,12 @@ from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.refine.pool import ImagePool
 from synthreid.refine.realism import RealismMeter
 from synthreid.refine.ptgan import PTGAN
+from synthreid.refine.spgan import SPGAN
 from synthreid.torch_files import read_torch_file, save_checkpoint
 from synthreid.typed import dump_config
 
-METHODS: dict[str, type[RefinerMethod]] = {"cyclegan": CycleGAN, "ptgan": PTGAN, "cut": CUT}
+METHODS: dict[str, type[RefinerMethod]] = {"cyclegan": CycleGAN, "ptgan": PTGAN, "cut": CUT,
+                                           "spgan": SPGAN}
 RUN_FILES = ("config.yaml", "last.pt", "losses.csv", "samples", "tensorboard", "chosen.pt",
              "checkpoints.csv", "choice.json", "identity-judge.pt")
 REALISM_IMAGES = 200  # target training images the realism distance compares against
@@ -51,8 +54,9 @@ class RefinerTrainer:
         torch.manual_seed(config.seed)
         self.a = Domain(training_records(config.source), config.height, config.width)
         self.b = Domain(training_records(config.target), config.height, config.width)
-        if config.method == "ptgan" and not self.a.has_masks:
-            raise RefineError(f"{config.source}: PTGAN needs person masks for the generated "
+        if (config.method == "ptgan" or config.colour_weight > 0) and not self.a.has_masks:
+            what = "PTGAN" if config.method == "ptgan" else "colour_weight > 0"
+            raise RefineError(f"{config.source}: {what} needs person masks for the generated "
                               f"images (an export's masks/ folder)")
         self.method = METHODS[config.method](config, self.device)
         for network in self.method.networks.values():
@@ -120,6 +124,9 @@ class RefinerTrainer:
             critic.requires_grad_(False)
         with self.arithmetic.autocast():
             terms, fakes = self.method.generator_terms(a, mask_a, b, mask_b, rng)
+            if config.colour_weight > 0:
+                terms["colour_A"] = config.colour_weight * losses.masked_colour(
+                    fakes["fake_b"], a, mask_a)
             loss_G = sum(terms.values())
         self._finite(loss_G, iteration, "generator side")
         self.opt_G.zero_grad(set_to_none=True)
