@@ -339,3 +339,17 @@ def test_every_worker_option_works_from_the_synthreid_command(tmp_path):
         result = CliRunner().invoke(app, [*base, option, value])
         assert result.exit_code == 2, (option, result.output)
         assert f"error: {option}: expected" in result.output, (option, result.output)
+
+
+def test_masks_without_the_masks_extra_say_which_extra(tmp_path, monkeypatch):
+    import sys
+
+    from synthreid.datasets.toy import write_toy_market
+
+    data = write_toy_market(tmp_path / "toy", people=3)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "mediapipe.python", None)
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
+    result = CliRunner().invoke(app, ["masks", "--data", f"market1501:{data}",
+                                      "--out", str(tmp_path / "masks")])
+    assert 'pip install "synthreid[masks]"' in one_line(result)

@@ -7,8 +7,7 @@ import torch
 
 from synthreid.datasets import read_dataset
 from synthreid.datasets.toy import write_toy_market
-from synthreid.device import (PRECISION_VARIABLE, Compute, choose_dtype, compute,
-                              requested_precision)
+from synthreid.device import PRECISION_VARIABLE, Compute, choose_dtype, compute, requested_precision
 from synthreid.evaluate import protocols
 from synthreid.reid.data import EvalImages
 from synthreid.reid.features import extract_features

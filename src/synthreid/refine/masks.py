@@ -30,7 +30,11 @@ class PersonSegmenter:
 
     def __init__(self, pad_square: bool = True):
         os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's start-up chatter
-        from mediapipe.python.solutions import selfie_segmentation
+        try:
+            from mediapipe.python.solutions import selfie_segmentation
+        except ImportError:
+            raise RefineError('person masks need the masks extra: pip install '
+                              '"synthreid[masks]" (mediapipe 0.10.14)') from None
 
         self._model = selfie_segmentation.SelfieSegmentation(model_selection=0)
         self.pad_square = pad_square

@@ -31,8 +31,8 @@ from synthreid.refine.identity import IdentityProbe, choose_checkpoint
 from synthreid.refine.method import RefinerMethod
 from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.refine.pool import ImagePool
-from synthreid.refine.realism import RealismMeter
 from synthreid.refine.ptgan import PTGAN
+from synthreid.refine.realism import RealismMeter
 from synthreid.refine.spgan import SPGAN
 from synthreid.torch_files import read_torch_file, save_checkpoint
 from synthreid.typed import dump_config
