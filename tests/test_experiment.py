@@ -192,11 +192,13 @@ window.addEventListener('load', () => {
     found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)[1]))
     titles = [t["title"] for t in found["tables"]]
     for expected in ("Table 3.2", "Table 3.3", "Table 3.4", "Figure A.1", "Figure A.2",
-                     "Standard protocols", "Stages"):
+                     "Standard protocols", "Refiners: identity kept", "Stages"):
         assert any(expected in title for title in titles), (expected, titles)
     assert all(t["rows"] >= 2 and t["height"] > 0 for t in found["tables"])
     captions = [i["alt"] for i in found["images"]]
-    assert len(captions) == 10, captions  # 5 CMC plots, 4 contact sheets, validation curves
+    # 5 CMC plots, 4 contact sheets, 2 refiners' identity and realism, validation curves
+    assert len(captions) == 12, captions
+    assert sum("identity and realism per checkpoint" in c for c in captions) == 2, captions
     assert all(i["width"] > 0 for i in found["images"]), found["images"]
     shots = REPO / "test-artifacts"
     shots.mkdir(exist_ok=True)
@@ -368,3 +370,39 @@ def test_stage_settings_are_checked_when_the_experiment_loads(tmp_path):
                                                            "settings": {"iterations": 0}})
     with pytest.raises(ConfigError, match=r"tiny\.yaml: refiners\.settings\.iterations: "):
         load_experiment_config(refiner)
+
+
+def test_independent_stages_run_at_once_in_two_processes_then_the_rest(uninterrupted, tmp_path):
+    real = write_real(tmp_path / "real")
+    config = with_second(tmp_path, real)
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "synthreid.cli", "experiment", str(config), "--out", str(out)]
+    listed = subprocess.run([*base, "--list-stages", "--json"], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    stages = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert set(stages) == set(records(uninterrupted)) and not any(
+        row["done"] for row in stages.values())
+    free = sorted(name for name, row in stages.items() if not row["needs"])
+    assert free == ["generate-IV", "masks-real"]
+    refused = subprocess.run([*base, "--stage", "refine-IV-ptgan"], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2
+    assert "needs generate-IV, masks-real finished first" in refused.stderr
+    unknown = subprocess.run([*base, "--stage", "model-nothing"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "no such stage" in unknown.stderr
+
+    both = [subprocess.Popen([*base, "--stage", name], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for name in free]
+    for process in both:
+        assert process.wait() == 0, process.stdout.read()
+    finished = records(out)
+    assert set(finished) == set(free)
+    assert {name: r["key"] for name, r in finished.items()} == {
+        name: stages[name]["key"] for name in free}
+    before = {name: mtimes(out / "stages" / f"{name}-{r['key']}") for name, r in finished.items()}
+    code, output = experiment(config, out)
+    assert code == 0, output
+    assert set(records(out)) == set(records(uninterrupted))
+    for name, files in before.items():  # the stages run apart were reused, not run again
+        assert mtimes(out / "stages" / f"{name}-{finished[name]['key']}") == files, name
+    assert (out / "report.html").is_file()

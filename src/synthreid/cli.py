@@ -600,6 +600,11 @@ def experiment(
     overwrite: bool = typer.Option(False, help="run here although --out holds another "
                                    "experiment (its report is replaced; finished stages are "
                                    "kept and reused by key)"),
+    list_stages: bool = typer.Option(False, "--list-stages",
+                                     help="print the stages (name, kind, key, needs, done)"),
+    as_json: bool = typer.Option(False, "--json", help="with --list-stages: as JSON"),
+    stage: Optional[str] = typer.Option(None, "--stage", help="run this stage only (its "
+                                        "inputs must be finished); no report"),
 ) -> None:
     """The thesis' experiment matrix on a real dataset, resumable; writes report.md/.html."""
     from synthreid.experiment.matrix import open_experiment
@@ -607,8 +612,26 @@ def experiment(
     with _one_line_errors():
         # Checked before the progress display starts, so a bad config or --out stays one line.
         experiment = open_experiment(config, out, real, say=console.print, overwrite=overwrite)
+        if list_stages:
+            table = experiment.stage_table()
+            if as_json:
+                import json
+
+                typer.echo(json.dumps(table, indent=1))
+            else:
+                for row in table:
+                    typer.echo(f"{row['name']}  {row['kind']}  {row['key']}  "
+                               f"{'done' if row['done'] else 'to do'}  needs: "
+                               f"{', '.join(row['needs']) or '-'}")
+            return
         with _shown() as experiment.progress:
-            experiment.run()
+            if stage is not None:
+                experiment.run_one(stage)
+            else:
+                experiment.run()
+        if stage is not None:
+            console.print(f"stage {stage} finished in {experiment.out}")
+            return
         report = experiment.report
     console.print(f"report: {report['md']} and {report['html']}")
 

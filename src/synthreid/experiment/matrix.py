@@ -14,6 +14,8 @@ its images unchecked and uses its training split only.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 
 from collections.abc import Callable
@@ -153,16 +155,42 @@ class Experiment:
         from synthreid.experiment.report import write_experiment_report
         from synthreid.typed import dump_config
 
-        works = {"generate": self._generate, "masks": self._masks, "refine": self._refine,
-                 "model": self._model, "evaluate": self._evaluate}
         total = len(self.plan.stages)
         for index, stage in enumerate(self.plan.stages):
             report(self.progress, "stages", index, total)
-            self.results[stage.name] = run_stage(stage, works[stage.kind])
+            with stage_lock(stage):
+                self.results[stage.name] = run_stage(stage, self._works[stage.kind])
             report(self.progress, "stages", index + 1, total)
         self.report = write_experiment_report(self.plan.stages, self.results, self.out,
                                               dump_config(self.config), title=self.title)
         return self.results
+
+    @property
+    def _works(self) -> dict[str, Callable[[Stage], dict[str, Any]]]:
+        return {"generate": self._generate, "masks": self._masks, "refine": self._refine,
+                "model": self._model, "evaluate": self._evaluate}
+
+    def stage_table(self) -> list[dict[str, Any]]:
+        """Every stage with its key, kind, the stages it needs and whether it is finished."""
+        return [{"name": s.name, "kind": s.kind, "key": s.key,
+                 "needs": [i.name for i in s.inputs], "done": s.done}
+                for s in self.plan.stages]
+
+    def run_one(self, name: str) -> dict[str, Any]:
+        """One stage whose inputs are finished (in another process, on another machine that
+        shares `out`), so independent stages run at once; the report is left to a full run."""
+        stage = next((s for s in self.plan.stages if s.name == name), None)
+        if stage is None:
+            raise ConfigError(f"--stage {name}: no such stage in this experiment "
+                              f"(--list-stages lists them)")
+        missing = [s.name for s in stage.inputs if not s.done]
+        if missing:
+            raise ConfigError(f"--stage {name}: needs {', '.join(missing)} finished first")
+        for needed in stage.inputs:
+            self.results[needed.name] = needed.record()["result"]
+        with stage_lock(stage):
+            self.results[name] = run_stage(stage, self._works[stage.kind])
+        return self.results[name]
 
     def _inner(self, stage: Stage, done: int, total: int) -> None:
         report(self.progress, stage.name, done, total)
@@ -328,6 +356,27 @@ def _dataset_spec(spec: str) -> dict[str, Any]:
         return data
     layout, _, root = spec.partition(":")
     return {"layout": layout, "root": str(Path(root).expanduser().resolve())}
+
+
+@contextlib.contextmanager
+def stage_lock(stage: Stage):
+    """An exclusive lock on the stage's folder while it runs: a second process asked for the
+    same stage is refused at once instead of writing beside the first. A finished stage is only
+    read: nothing is locked or touched."""
+    if stage.done:
+        yield
+        return
+    stage.folder.mkdir(parents=True, exist_ok=True)
+    with open(stage.folder / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"stage {stage.name}: another process is running it "
+                              f"({stage.folder})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
