@@ -353,3 +353,35 @@ def test_masks_without_the_masks_extra_say_which_extra(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["masks", "--data", f"market1501:{data}",
                                       "--out", str(tmp_path / "masks")])
     assert 'pip install "synthreid[masks]"' in one_line(result)
+
+
+def test_the_dataset_command_takes_what_data_takes(tmp_path):
+    from synthreid.datasets.toy import write_toy_market
+
+    root = write_toy_market(tmp_path / "toy", people=6)
+    (tmp_path / "toy.yaml").write_text(f"layout: market1501\nroot: {root}\n")
+    outputs = [CliRunner().invoke(app, ["dataset", *args])
+               for args in (["market1501", str(root)], [f"market1501:{root}"],
+                            [str(tmp_path / "toy.yaml")])]
+    assert all(result.exit_code == 0 for result in outputs), [r.output for r in outputs]
+    assert outputs[0].output == outputs[1].output == outputs[2].output
+    assert "train" in outputs[0].output
+    missing = CliRunner().invoke(app, ["dataset", str(tmp_path / "nowhere.yaml")])
+    assert "nowhere.yaml" in one_line(missing)
+
+
+def test_any_training_field_is_reachable_and_the_resolved_config_printable():
+    import yaml
+
+    result = CliRunner().invoke(app, ["reid", "train", "--epochs", "7", "--set",
+                                      "model.last_stride=2", "--set", "weight_decay=0.001",
+                                      "--set", "milestones=[3, 5]", "--print-config"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["model"]["last_stride"] == 2 and printed["weight_decay"] == 0.001
+    assert printed["milestones"] == [3, 5] and printed["epochs"] == 7
+    assert printed["loss"]["margin"] == 0.3  # the rest as resolved, defaults included
+    for bad, expected in ((["--set", "model.nope=1"], "model.nope"),
+                          (["--set", "oops"], "--set 'oops': expected KEY=VALUE")):
+        assert expected in one_line(CliRunner().invoke(app, ["reid", "train", *bad,
+                                                             "--print-config"]))

@@ -256,9 +256,12 @@ def evaluate_features(
 
 @app.command()
 def dataset(
-    kind: str = typer.Argument(..., help="market1501, dukemtmc, msmt17, cuhk03-np, cuhk03-mat, "
-                               "viper, prid2011, folders, pattern, synthetic"),
-    root: Path = typer.Argument(..., help="the dataset folder (cuhk03-mat: the .mat file)"),
+    kind: str = typer.Argument(..., help="LAYOUT:ROOT or a dataset .yaml (as --data takes), "
+                               "or a layout (market1501, dukemtmc, msmt17, cuhk03-np, "
+                               "cuhk03-mat, viper, prid2011, folders, pattern, synthetic) "
+                               "followed by ROOT"),
+    root: Optional[Path] = typer.Argument(None, help="the dataset folder (cuhk03-mat: the "
+                                          ".mat file) after a layout"),
     pattern: str = typer.Option(None, help="pattern: regex with (?P<pid>...) and (?P<camid>...)"),
     test_ids: str = typer.Option(None, help="folders/pattern: test id ranges, e.g. 301-450"),
     test_count: int = typer.Option(None, help="folders/pattern: number of random test ids"),
@@ -266,11 +269,15 @@ def dataset(
     split_file: Path = typer.Option(None, help="folders/pattern: file of test ids"),
     seed: int = typer.Option(0),
 ) -> None:
-    """Read a dataset and print what was found (ids and images per split)."""
+    """Read a dataset and print what was found (ids and images per split): check the spec or
+    YAML you will pass to --data."""
     from synthreid.datasets import IdSplit, read_dataset
 
     options: dict = {}
     with _one_line_errors():
+        if root is None:
+            typer.echo(open_dataset(kind).summary())
+            return
         if kind in ("folders", "pattern"):
             options["split"] = IdSplit(test_ids, test_count, test_fraction, split_file, seed)
         if kind == "pattern":
@@ -289,6 +296,29 @@ app.add_typer(reid_app, name="reid")
 
 
 LOSS_WEIGHTS = {"softmax": (1.0, 0.0), "triplet": (0.0, 1.0), "both": (1.0, 1.0)}
+
+
+def _dotted_settings(settings: list[str]) -> dict:
+    """`--set a.b=VALUE` options as nested fields; VALUE is read as YAML (1, true, [20, 40])."""
+    import yaml
+
+    nested: dict = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {setting!r}: expected KEY=VALUE, e.g. model.last_stride=1")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {setting!r}: the value is not YAML") from None
+        *parents, last = key.split(".")
+        place = nested
+        for part in parents:
+            place = place.setdefault(part, {})
+            if not isinstance(place, dict):
+                raise ConfigError(f"--set {setting!r}: {part} was set to a value before")
+        place[last] = value
+    return nested
 
 
 def _train_overrides(given: dict) -> dict:
@@ -364,17 +394,28 @@ def reid_train(
     joint_head: Optional[bool] = typer.Option(None, "--joint-head/--separate-heads",
                                               help="one classifier over both sets' ids"),
     select_on: int = typer.Option(None, help="with two sets: whose validation picks best.pt"),
+    settings: list[str] = typer.Option(None, "--set", help="any config field, as KEY=VALUE "
+                                       "with dotted keys and a YAML value, e.g. "
+                                       "model.last_stride=1; repeat for more; after the flags"),
+    print_config: bool = typer.Option(False, "--print-config",
+                                      help="print the resolved config as YAML and exit"),
     resume: bool = typer.Option(False, help="continue the run in --out (same settings)"),
     overwrite: bool = typer.Option(False, help="replace the run in --out"),
 ) -> None:
     """Train a re-id model; the best epoch by validation CMC area is kept as best.pt."""
     given = {k: v for k, v in locals().items()  # the TrainConfig fields among the flags
-             if k not in ("config", "recipe", "resume", "overwrite")}
+             if k not in ("config", "recipe", "resume", "overwrite", "settings",
+                          "print_config")}
     from synthreid.reid.config import load_train_config
     from synthreid.reid.train import Trainer
+    from synthreid.typed import deep_merge, dump_config
 
     with _one_line_errors():
-        run = load_train_config(config, recipe, _train_overrides(given))
+        overrides = deep_merge(_train_overrides(given), _dotted_settings(settings or []))
+        run = load_train_config(config, recipe, overrides)
+        if print_config:
+            typer.echo(dump_config(run).rstrip("\n"))
+            return
         if not run.data or not run.out:
             raise ReidError("give --data and --out (or data: and out: in --config)")
         trainer = Trainer(run, [open_dataset(d) for d in run.data])
