@@ -168,8 +168,9 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
     blocks += _refiner_checkpoints(stages, results, figures)
     curves = _validation_curves(stages, results, figures / "validation.png")
     if curves:
-        blocks += [("h2", "Validation curves (Appendix C)"), Picture(curves, "validation CMC area "
-                                                                    "per epoch, every model")]
+        blocks += [("h2", "Validation and training curves (Appendix C)"),
+                   Picture(curves, "validation CMC area, training loss and accuracy per epoch, "
+                                   "every model")]
     rows = []
     for stage in stages:
         record = stage.record() if stage.done else None
@@ -303,26 +304,29 @@ def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
 
 
 def _validation_curves(stages: list[Stage], results: dict[str, dict], path: Path) -> Path | None:
+    """Per model and epoch: the validation CMC area, the training loss and accuracy (log.csv)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {}
+    logs = {}
     for stage in stages:
         if stage.kind == "model" and stage.name in results:
             with open(results[stage.name]["log"]) as handle:
-                rows = list(csv.DictReader(handle))
-            curves[stage.name.removeprefix("model-")] = (
-                [int(r["epoch"]) + 1 for r in rows], [float(r["validation_area"]) for r in rows])
-    if not curves:
+                logs[stage.name.removeprefix("model-")] = list(csv.DictReader(handle))
+    if not logs:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for name, (epochs, areas) in curves.items():
-        ax.plot(epochs, areas, marker=".", label=name)
-    ax.set(xlabel="epoch", ylabel="validation CMC area", title="validation per epoch")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    panels = (("validation_area", "validation CMC area"), ("loss", "training loss"),
+              ("accuracy", "training accuracy"))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100)
+    for axis, (column, label) in zip(axes, panels):
+        for name, rows in logs.items():
+            axis.plot([int(r["epoch"]) + 1 for r in rows], [float(r[column]) for r in rows],
+                      marker=".", label=name)
+        axis.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp)
