@@ -82,7 +82,8 @@ def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
                                    width=64, blocks=6, batch_size=1, iterations=steps + 2)
             trainer = RefinerTrainer(config, arithmetic)
             counter = iter(range(10**6))
-            rates.append(rate(lambda: trainer.step(next(counter)), 1, steps, warm=2))
+            rates.append(rate(lambda trainer=trainer, counter=counter:
+                              trainer.step(next(counter)), 1, steps, warm=2))
         row(f"refiner {method} 128x64 b1", "iterations/s", *rates)
         if method == "cyclegan":
             generator = trainer.G.eval()
@@ -91,7 +92,7 @@ def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
             for arithmetic in (old, new):
                 arithmetic.module(generator)
 
-                def forward(arithmetic=arithmetic) -> None:
+                def forward(arithmetic=arithmetic, generator=generator, batch=batch) -> None:
                     with torch.no_grad(), arithmetic.autocast():
                         generator(arithmetic.images(batch)).float()
                 refine_rates.append(rate(forward, 16, max(steps // 2, 1)))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
