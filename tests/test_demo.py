@@ -1,6 +1,8 @@
 """The end-to-end smoke test: `synthreid demo` at its smallest (plan, render with workers,
 export, train, evaluate, report), and what `--real` adds."""
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +21,10 @@ def test_demo_runs_the_whole_chain(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Figure A.1" in result.output and "| generated-IV |" in result.output
     assert "| generated-IV | own export | market |" in result.output
+    assert "mAP (market) | queries (market) |" in result.output
+    # Figure A.1's row carries the export's mAP and query count from the market protocol.
+    assert re.search(r"\| generated-IV \| [\d.]+ ± [\d.]+ \|.*\| [\d.]+ \| [1-9]\d* \|\n",
+                     result.output), result.output
     dataset = next((out / "stages").glob("generate-IV-*/dataset"))
     assert len(list((dataset / "bounding_box_train").glob("*.jpg"))) == 12
     assert (out / "report.html").stat().st_size > 10_000 and (out / "report.md").exists()

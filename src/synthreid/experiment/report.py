@@ -130,6 +130,12 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
             rows[0].append(_thesis("chance"))
             for row in rows[1:]:
                 row.append(_thesis(row[0]))
+        if on == "own":  # the export's standard protocol too: all queries, with mAP
+            header += ["mAP (market)", "queries (market)"]
+            rows[0] += ["", ""]
+            for row, scored in zip(rows[1:], scores.values()):
+                market = scored.results.get("market")
+                row += [_map(market), str(market.queries)] if market else ["–", "–"]
         first = next(iter(thesis_results.values())).extra
         cameras = ("queries from one camera, gallery from another" if first.get("cameras") ==
                    "apart" else "any two cameras (pseudo-cameras)")
