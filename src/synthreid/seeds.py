@@ -30,3 +30,4 @@ class RunStream(IntEnum):
     EXPORT_SPLIT = 2  # which ids are test, validation and training ids in an export
     EXPORT_CAMERAS = 3  # the pseudo-camera of each exported image
     VALIDATION_IDS = 7  # ids held out of a training set for validation (when it has none)
+    IDENTITY_CHECK = 22  # a refiner's identity probe ids and its realism target images

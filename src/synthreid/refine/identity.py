@@ -23,10 +23,12 @@ from torch import nn
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import RefineError
 from synthreid.refine.data import load_image
+from synthreid.seeds import RunStream
 from synthreid.torch_files import read_torch_file, save_checkpoint
 
 JUDGE_SIZE = (64, 32)  # the judge looks at people at this size: fast, and enough for clothes
 JUDGE_VERSION = 1  # a judge file made by another version is retrained, not trusted
+MIN_PROBE_IDS = 5
 
 
 class IdentityJudge(nn.Module):
@@ -51,9 +53,6 @@ class IdentityJudge(nn.Module):
         return nn.functional.normalize(self.features(resized), dim=1)
 
 
-MIN_PROBE_IDS = 5
-
-
 def _pairs(records: list[ImageRecord]) -> dict[int, tuple[ImageRecord, ImageRecord]]:
     """A (query, gallery) pair of each id with two images or more."""
     by_id: dict[int, list[ImageRecord]] = defaultdict(list)
@@ -68,7 +67,7 @@ def split_probe(train: list[ImageRecord], validation: list[ImageRecord], ids: in
     """(the judge's training records, (query, gallery) pairs of up to `ids` probe ids): the
     generated set's validation ids when it has enough, else half of its training ids at most,
     held out from the judge; drawn by seed."""
-    rng = np.random.default_rng([seed, 22])
+    rng = np.random.default_rng([seed, RunStream.IDENTITY_CHECK])
     pairs = _pairs(validation)
     if len(pairs) >= MIN_PROBE_IDS:
         chosen = sorted(rng.choice(sorted(pairs), min(ids, len(pairs)), replace=False).tolist())
@@ -171,11 +170,17 @@ class IdentityProbe:
                           for i in range(0, len(images), 16)])
 
 
+def keeps_identity(identity_refined: float, baseline: float, margin: float) -> bool:
+    """Whether a checkpoint's `identity_refined` is within `margin` points of the unrefined
+    set's."""
+    return identity_refined >= baseline - margin
+
+
 def choose_checkpoint(rows: list[dict], baseline: float, margin: float) -> dict | None:
     """Among checkpoint rows (iteration, identity_refined, identity_cross, realism), the most
-    realistic whose `identity_refined` is within `margin` points of the unrefined set's; None
-    when no checkpoint keeps identity (the caller says so; it never picks one that did not)."""
-    kept = [row for row in rows if row["identity_refined"] >= baseline - margin]
+    realistic that keeps identity (`keeps_identity`); None when none does (the caller says so;
+    it never picks one that did not)."""
+    kept = [row for row in rows if keeps_identity(row["identity_refined"], baseline, margin)]
     if not kept:
         return None
     return min(kept, key=lambda row: (row["realism"], -row["iteration"]))

@@ -27,13 +27,14 @@ from synthreid.refine.config import RefinerConfig
 from synthreid.refine.cut import CUT
 from synthreid.refine.cyclegan import CycleGAN
 from synthreid.refine.data import Domain, to_image, training_records
-from synthreid.refine.identity import IdentityProbe, choose_checkpoint
+from synthreid.refine.identity import IdentityProbe, choose_checkpoint, keeps_identity
 from synthreid.refine.method import RefinerMethod
 from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.refine.pool import ImagePool
 from synthreid.refine.ptgan import PTGAN
 from synthreid.refine.realism import RealismMeter
 from synthreid.refine.spgan import SPGAN
+from synthreid.seeds import RunStream
 from synthreid.torch_files import read_torch_file, save_checkpoint
 from synthreid.typed import dump_config
 
@@ -214,7 +215,7 @@ class RefinerTrainer:
 
     def _identity_probe(self) -> IdentityProbe:
         config = self.config
-        rng = np.random.default_rng([config.seed, 22])
+        rng = np.random.default_rng([config.seed, RunStream.IDENTITY_CHECK])
         count = min(REALISM_IMAGES, len(self.b.records))
         target, _ = self.b.load(sorted(rng.choice(len(self.b.records), count,
                                                   replace=False).tolist()))
@@ -235,8 +236,9 @@ class RefinerTrainer:
         scores = self.probe.score(refine).as_dict()
         baseline = self.probe.baseline.as_dict()
         row = {"iteration": self.iteration, **scores,
-               "kept_identity": scores["identity_refined"] >=
-               baseline["identity_refined"] - self.config.identity_margin}
+               "kept_identity": keeps_identity(scores["identity_refined"],
+                                               baseline["identity_refined"],
+                                               self.config.identity_margin)}
         self.checkpoint_rows = [r for r in self.checkpoint_rows
                                 if r["iteration"] != self.iteration] + [row]
         run_folder.write_log(self.out / "checkpoints.csv",
