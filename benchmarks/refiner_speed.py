@@ -23,14 +23,17 @@ from synthreid.refine.config import METHODS, RefinerConfig
 from synthreid.refine.train import RefinerTrainer
 
 
-def write_set(root: Path, height: int, width: int, count: int, seed: int) -> Path:
+def write_set(root: Path, height: int, width: int, count: int, seed: int,
+              held: int = 8) -> Path:
+    """`count` random images with masks in the synthetic layout, the last `held` of them query
+    and gallery images, the rest training images."""
     rng = np.random.default_rng(seed)
     for folder in ("bounding_box_train", "bounding_box_test", "query", "masks"):
         (root / folder).mkdir(parents=True)
     for i in range(count):
         name = f"{i // 4 + 1:04d}_c{i % 2 + 1}_{i:06d}"
-        folder = "bounding_box_train" if i < count - 8 else ("query" if i % 2 else
-                                                             "bounding_box_test")
+        folder = "bounding_box_train" if i < count - held else ("query" if i % 2 else
+                                                                "bounding_box_test")
         Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
             root / folder / f"{name}.jpg")
         mask = np.zeros((height, width), np.uint8)

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# Run as `python benchmarks/speed_table.py`: its folder is on the path.
+from refiner_speed import write_set
+
 from synthreid.device import Compute, compute, torch_device
 
 
@@ -72,8 +75,8 @@ def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
     from synthreid.refine.config import METHODS, RefinerConfig
     from synthreid.refine.train import RefinerTrainer
 
-    source = write_images(tmp / "a", 128, 64, 64, masks=True)
-    target = write_images(tmp / "b", 128, 64, 64)
+    source = write_set(tmp / "a", 128, 64, 64, 0)
+    target = write_set(tmp / "b", 128, 64, 64, 1)
     for method in METHODS:
         rates = []
         for name, arithmetic in (("old", old), ("new", new)):
@@ -105,8 +108,8 @@ def features_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
     from synthreid.reid.features import extract_features
     from synthreid.reid.model import ModelArgs, ReidModel
 
-    root = write_images(tmp / "eval", 256, 128, 256, layout="market")
-    dataset = read_dataset("market1501", root)
+    root = write_set(tmp / "eval", 256, 128, 256, 0, held=128)
+    dataset = read_dataset("synthetic", root)
     torch.manual_seed(0)
     model = ReidModel(ModelArgs(backbone="inception"), {"d0": 10})
     calibrate_batch_norm(model, dataset.gallery)
@@ -203,30 +206,6 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     cov = mean(a * b) - mu_a * mu_b
     return float(np.mean((2 * mu_a * mu_b + c1) * (2 * cov + c2) /
                          ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))))
-
-
-def write_images(root: Path, height: int, width: int, count: int, masks: bool = False,
-                 layout: str = "synthetic") -> Path:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folders = ("bounding_box_train", "bounding_box_test", "query") + (("masks",) if masks else ())
-    for folder in folders:
-        (root / folder).mkdir(parents=True)
-    for i in range(count):
-        pid = i // 4 + 1
-        name = f"{pid:04d}_c{i % 2 + 1}s1_{i:06d}_00" if layout == "market" else \
-            f"{pid:04d}_c{i % 2 + 1}_{i:06d}"
-        held = count // 2 if layout == "market" else 16  # query and gallery images
-        folder = "bounding_box_train" if i < count - held else \
-            ("query" if i % 4 == 0 else "bounding_box_test")
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
-            root / folder / f"{name}.jpg")
-        if masks:
-            mask = np.zeros((height, width), np.uint8)
-            mask[height // 8:-height // 8, width // 4:-width // 4] = 255
-            Image.fromarray(mask).save(root / "masks" / f"{name}.png")
-    return root
 
 
 def main() -> None:
