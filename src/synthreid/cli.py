@@ -678,6 +678,55 @@ def experiment(
 
 
 @app.command()
+def fit(
+    preset: str = typer.Argument(..., help="I, II, III, IV or a YAML file"),
+    target: str = typer.Option(..., "--target", help="the user's real dataset (LAYOUT:ROOT or "
+                               ".yaml); only its training split is read"),
+    out: Path = typer.Option(..., "--out", "-o", help="the fit's folder (resumed when it holds "
+                             "this fit)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="a fit YAML: attributes and "
+                                          "their candidates, sizes, objective, budget"),
+    rounds: Optional[int] = typer.Option(None, min=1, help="passes over the attributes "
+                                         "(default 2)"),
+    images: Optional[int] = typer.Option(None, min=2, help="images per candidate (default 60: "
+                                         "12 characters x 5)"),
+    budget_minutes: Optional[float] = typer.Option(None, min=0.01, help="stop starting new "
+                                                   "steps after this much time (default 40)"),
+    objective: Optional[str] = typer.Option(None, help="statistics or random-features"),
+    engine: Optional[str] = typer.Option(None, help="cycles or workbench (default: the "
+                                         "preset's)"),
+    db: Optional[str] = typer.Option(None, "--db", help="a job database for the fit's renders "
+                                     "(default: OUT/farm.db); workers of a farm may join"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="default: OUT/storage"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1),
+) -> None:
+    """Tune a preset to a real camera network by attribute descent; writes fit.yaml."""
+    import math
+
+    from synthreid.fit.config import load_fit_config
+    from synthreid.fit.search import Fit
+    from synthreid.typed import validate_model
+
+    with _one_line_errors():
+        settings = load_fit_config(config)
+        given = {"rounds": rounds, "budget_minutes": budget_minutes, "objective": objective,
+                 "engine": engine}
+        changes = {k: v for k, v in given.items() if v is not None}
+        if images is not None:
+            changes["characters"] = math.ceil(images / settings.images_per_character)
+        settings = validate_model(type(settings), {**settings.model_dump(), **changes},
+                                  "command line")
+        search = Fit(preset, target, out, settings, db, storage, workers)
+        with _shown() as show:
+            search.progress = search.renders.progress = show
+            result = search.run()
+    console.print(f"distance {result.start_distance:.4f} -> {result.distance:.4f} in "
+                  f"{len(result.steps)} steps ({result.minutes:.1f} min"
+                  f"{', budget reached' if result.budget_reached else ''}); "
+                  f"{out / 'fit.yaml'} and {out / 'report.html'}", markup=False)
+
+
+@app.command()
 def textures(
     data: str = typer.Option(..., "--data", help="a real dataset with person masks (LAYOUT:ROOT "
                              "or .yaml with masks: DIR)"),

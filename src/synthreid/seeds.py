@@ -31,3 +31,4 @@ class RunStream(IntEnum):
     EXPORT_CAMERAS = 3  # the pseudo-camera of each exported image
     VALIDATION_IDS = 7  # ids held out of a training set for validation (when it has none)
     IDENTITY_CHECK = 22  # a refiner's identity probe ids and its realism target images
+    FIT_TARGET = 23  # the target training crops a fit compares its renders with

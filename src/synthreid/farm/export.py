@@ -138,7 +138,7 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
             rgb = storage.read_verified(row["storage_key"], row["sha256"])
             save_image(rgb, folders[split] / name, image_format, quality)
             mask_key = row["storage_key"].removesuffix(".png") + ".mask.png"
-            mask, person = _verified_mask(storage, mask_key, row["record"])
+            mask, person = verified_mask(storage, mask_key, row["record"])
             atomic.write_bytes(staging / MASK_FOLDER / f"{stem}.png", mask)
             metadata.append(_metadata_row(name, split, pid, int(camid), row["spec"], row["view"]))
             image, annotation = coco_entry(len(coco_images) + 1,
@@ -154,7 +154,7 @@ def export_run(db_url: str, storage_url: str, run_name: str, out: str | Path,
     return out
 
 
-def _verified_mask(storage: Storage, key: str, record: dict) -> tuple[bytes, np.ndarray]:
+def verified_mask(storage: Storage, key: str, record: dict) -> tuple[bytes, np.ndarray]:
     """The mask's bytes, checked against its upload checksum (runs rendered before checksums
     were recorded have none), and the mask decoded."""
     expected = (record.get("sha256") or {}).get("mask")

@@ -34,13 +34,20 @@ def image_statistics(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, std, torch.stack([contrast, saturation, gradient, detail], 1)], 1)
 
 
-def mmd(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Biased MMD² between samples x (n, d) and y (m, d), Gaussian kernel at the median
-    pairwise distance of the pooled samples."""
+def median_bandwidth(samples: torch.Tensor) -> float:
+    """The median squared pairwise distance of samples (n, d): the Gaussian kernel's scale."""
+    distances = torch.cdist(samples.double(), samples.double()) ** 2
+    return float(distances[distances > 0].median()) if (distances > 0).any() else 1.0
+
+
+def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> float:
+    """Biased MMD² between samples x (n, d) and y (m, d), Gaussian kernel at `bandwidth`, by
+    default the median pairwise distance of the pooled samples (a fixed one keeps distances to
+    one target comparable across sets)."""
     pooled = torch.cat([x, y]).double()
     distances = torch.cdist(pooled, pooled) ** 2
-    bandwidth = distances[distances > 0].median() if (distances > 0).any() else \
-        torch.tensor(1.0, dtype=torch.float64)
+    if bandwidth is None:
+        bandwidth = median_bandwidth(pooled)
     kernel = torch.exp(-distances / bandwidth)
     n = len(x)
     return float(kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean())

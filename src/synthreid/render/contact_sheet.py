@@ -17,14 +17,25 @@ def contact_sheet(image_paths: list[Path], out_path: Path, cell_height: int = 12
         rows[path.stem.split("_")[0]].append(path)
     if not rows:
         raise ValueError("no images for a contact sheet")
-    thumbs = []
+    rows_of_images = []
     for paths in rows.values():
         row = []
         for path in paths:
             with Image.open(path) as image:
-                width = max(1, round(image.width * cell_height / image.height))
-                row.append(image.convert("RGB").resize((width, cell_height), Image.LANCZOS))
-        thumbs.append(row)
+                row.append(image.convert("RGB"))
+        rows_of_images.append(row)
+    sheet = compose(rows_of_images, cell_height, gap)
+    with atomic.atomic_path(out_path) as tmp:
+        sheet.save(tmp)
+    return out_path
+
+
+def compose(rows: list[list[Image.Image]], cell_height: int = 128, gap: int = 4) -> Image.Image:
+    """Rows of images on one white sheet, each scaled to `cell_height`."""
+    if not rows:
+        raise ValueError("no images for a contact sheet")
+    thumbs = [[image.resize((max(1, round(image.width * cell_height / image.height)),
+                             cell_height), Image.LANCZOS) for image in row] for row in rows]
     width = max(sum(t.width for t in row) + gap * (len(row) + 1) for row in thumbs)
     height = len(thumbs) * (cell_height + gap) + gap
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
@@ -33,6 +44,4 @@ def contact_sheet(image_paths: list[Path], out_path: Path, cell_height: int = 12
         for thumb in row:
             sheet.paste(thumb, (x, gap + r * (cell_height + gap)))
             x += thumb.width + gap
-    with atomic.atomic_path(out_path) as tmp:
-        sheet.save(tmp)
-    return out_path
+    return sheet

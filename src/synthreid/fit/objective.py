@@ -1,0 +1,136 @@
+"""How far a set of rendered crops is from the target's training crops, computed on this
+machine with no downloaded weights. Two objectives, compared by measurement
+(`benchmarks/fit_recovery.py`):
+
+- `statistics`: per-image statistics of what a camera and a scene do to a crop (colour and its
+  spread, contrast, saturation, detail at three scales, JPEG blockiness, the crop's shape, where
+  the light falls from top to bottom, edge orientation), standardised by the target's spread and
+  compared as distributions by MMD² (refine/realism.py's kernel).
+- `random-features`: a fixed random-weight convolutional network's pooled activations, compared
+  by the kernel inception distance (KID: unbiased MMD² with a cubic polynomial kernel).
+
+Both compare crops at one size, the target's median crop size, so a lower resolution shows as
+missing detail, as it does in the target's own upsampled crops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from synthreid.refine.realism import image_statistics, median_bandwidth, mmd
+
+STATISTICS_VERSION = 1  # bump when a statistic changes: cached distances are then stale
+
+
+def common_size(images: list[np.ndarray]) -> tuple[int, int]:
+    """(height, width): the median crop height, and the median aspect ratio at it."""
+    heights = np.array([i.shape[0] for i in images], dtype=float)
+    aspects = np.array([i.shape[1] / i.shape[0] for i in images])
+    height = int(round(np.median(heights) / 8)) * 8 or 8
+    return height, max(8, int(round(height * np.median(aspects) / 8)) * 8)
+
+
+def _batch(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+    height, width = size
+    resized = [np.asarray(Image.fromarray(i).resize((width, height), Image.BILINEAR))
+               for i in images]
+    return torch.from_numpy(np.stack(resized).astype(np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def _blockiness(image: np.ndarray) -> float:
+    """JPEG's 8x8 grid: luminance steps across block borders against steps inside blocks."""
+    grey = image.astype(np.float32).mean(axis=-1)
+    steps = np.abs(np.diff(grey, axis=1))
+    if steps.shape[1] < 16:
+        return 1.0
+    columns = np.arange(steps.shape[1])
+    border = steps[:, columns % 8 == 7].mean()
+    inside = steps[:, columns % 8 != 7].mean()
+    return float(border / (inside + 1e-3))
+
+
+def _detail(luminance: torch.Tensor, size: int) -> torch.Tensor:
+    blurred = torch.nn.functional.avg_pool2d(luminance[:, None], size, 1, size // 2,
+                                             count_include_pad=False)[:, 0]
+    return (luminance - blurred).abs().mean(dim=(1, 2))
+
+
+def crop_statistics(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+    """(N, d) statistics of RGB uint8 crops of any size."""
+    batch = _batch(images, size)
+    x = (batch + 1) / 2
+    luminance = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    bands = torch.stack([b.mean(dim=(1, 2)) for b in luminance.chunk(4, dim=1)], 1)
+    dy = (luminance[:, 1:, :] - luminance[:, :-1, :]).abs().mean(dim=(1, 2))
+    dx = (luminance[:, :, 1:] - luminance[:, :, :-1]).abs().mean(dim=(1, 2))
+    native = torch.tensor([[_blockiness(i), i.shape[1] / i.shape[0]] for i in images])
+    return torch.cat([image_statistics(batch), bands, _detail(luminance, 5)[:, None],
+                      _detail(luminance, 9)[:, None], (dx / (dy + 1e-4))[:, None], native], 1)
+
+
+class RandomFeatures(torch.nn.Module):
+    """Four strided conv layers with fixed random weights; each layer's channels, pooled."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        widths = (3, 32, 64, 128, 256)
+        self.layers = torch.nn.ModuleList()
+        for inputs, outputs in zip(widths, widths[1:]):
+            conv = torch.nn.Conv2d(inputs, outputs, 3, stride=2, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator)
+                                  * (2 / (inputs * 9)) ** 0.5)
+                conv.bias.zero_()
+            self.layers.append(conv)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = []
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+            pooled += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
+        return torch.cat(pooled, 1)
+
+
+def kid(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Unbiased MMD² with the kernel (x.y / d + 1)^3 (Binkowski et al. 2018)."""
+    x, y = x.double(), y.double()
+    d = x.shape[1]
+    kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+    n, m = len(x), len(y)
+    return float((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+                 + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean())
+
+
+class Objective:
+    """The target's description, computed once; `distance(crops)` for any set of crops."""
+
+    def __init__(self, name: str, target: list[np.ndarray]) -> None:
+        if len(target) < 2:
+            raise ValueError("the objective needs at least 2 target crops")
+        self.name = name
+        self.size = common_size(target)
+        self.network = RandomFeatures() if name == "random-features" else None
+        described = self._describe(target)
+        self.centre = described.mean(dim=0)
+        self.scale = described.std(dim=0).clamp_min(1e-3)
+        self.target = self._standard(described)
+        self.bandwidth = median_bandwidth(self.target)  # fixed: distances stay comparable
+
+    def _describe(self, images: list[np.ndarray]) -> torch.Tensor:
+        if self.network is None:
+            return crop_statistics(images, self.size)
+        return torch.cat([self.network(_batch(images[i:i + 64], self.size))
+                          for i in range(0, len(images), 64)])
+
+    def _standard(self, described: torch.Tensor) -> torch.Tensor:
+        return (described - self.centre) / self.scale
+
+    def distance(self, images: list[np.ndarray]) -> float:
+        described = self._standard(self._describe(images))
+        if self.network is None:
+            return mmd(described, self.target, self.bandwidth)
+        return kid(described, self.target)
