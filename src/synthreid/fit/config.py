@@ -12,7 +12,6 @@ from pydantic import Field, field_validator
 from synthreid.fit.attributes import ATTRIBUTES
 from synthreid.typed import Strict, read_yaml, validate_model
 
-OBJECTIVES = ("statistics", "random-features")
 
 
 class AttributeSearch(Strict):
@@ -42,7 +41,7 @@ class FitConfig(Strict):
     seed: int = 0
     target_images: int = Field(300, ge=8)  # training crops of the target, drawn once
     budget_minutes: float = Field(40.0, gt=0)
-    objective: Literal["statistics", "random-features"] = "statistics"
+    objective: Literal["combined", "statistics", "random-features"] = "combined"
     # The renders: None keeps the preset's engine and samples; crop height None takes the
     # target's median crop height (at most the preset's), since finer renders add nothing.
     engine: Literal["cycles", "workbench"] | None = None

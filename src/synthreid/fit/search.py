@@ -158,7 +158,12 @@ class Fit:
         """Each config's distance, seconds and contact sheet, rendering what is missing."""
         keys = [self._key(c) for c in configs]
         new = [i for i, k in enumerate(keys) if not self._record(k).exists()]
-        rendered, render_seconds = self.renders.ensure([configs[i] for i in new])
+        if not new:
+            return [json.loads(self._record(k).read_text()) for k in keys]
+        if not self.objective.calibrated:
+            self.renders.ensure([self.base])
+            self.objective.calibrate(self.renders.crops(self.base))
+        _, render_seconds = self.renders.ensure([configs[i] for i in new])
         share = render_seconds / max(1, len(new))
         for i in new:
             started = time.perf_counter()
