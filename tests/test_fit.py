@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from synthreid.cli import app
 from synthreid.errors import ConfigError
 from synthreid.farm.plan import plan_run
-from synthreid.farm.supervisor import render_run
 from synthreid.fit.config import FitConfig
 from synthreid.fit.objective import Objective
 from synthreid.fit.renders import CandidateRenders

@@ -13,7 +13,6 @@ from synthreid.fit.attributes import ATTRIBUTES
 from synthreid.typed import Strict, read_yaml, validate_model
 
 
-
 class AttributeSearch(Strict):
     name: str
     candidates: list[float] = Field(min_length=2)
