@@ -692,7 +692,8 @@ def fit(
                                          "12 characters x 5)"),
     budget_minutes: Optional[float] = typer.Option(None, min=0.01, help="stop starting new "
                                                    "steps after this much time (default 40)"),
-    objective: Optional[str] = typer.Option(None, help="combined (default), statistics or random-features"),
+    objective: Optional[str] = typer.Option(None, help="combined (default), statistics or "
+                                            "random-features"),
     engine: Optional[str] = typer.Option(None, help="cycles or workbench (default: the "
                                          "preset's)"),
     db: Optional[str] = typer.Option(None, "--db", help="a job database for the fit's renders "
