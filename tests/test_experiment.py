@@ -108,6 +108,7 @@ def uninterrupted(tmp_path_factory):
     return root / "out"
 
 
+@pytest.mark.slow
 def test_a_killed_experiment_resumes_to_the_same_numbers_touching_test_images_last(
         uninterrupted, tmp_path):
     real = write_real(tmp_path / "real")
@@ -169,6 +170,7 @@ def test_a_killed_experiment_resumes_to_the_same_numbers_touching_test_images_la
             assert ours[name]["result"]["scores"] == record["result"]["scores"], name
 
 
+@pytest.mark.slow
 def test_the_html_report_shows_every_table_and_image_in_a_browser(uninterrupted):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -373,6 +375,7 @@ def test_stage_settings_are_checked_when_the_experiment_loads(tmp_path):
         load_experiment_config(refiner)
 
 
+@pytest.mark.slow
 def test_independent_stages_run_at_once_in_two_processes_then_the_rest(uninterrupted, tmp_path):
     real = write_real(tmp_path / "real")
     config = with_second(tmp_path, real)
