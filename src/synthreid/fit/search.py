@@ -160,10 +160,12 @@ class Fit:
         new = [i for i, k in enumerate(keys) if not self._record(k).exists()]
         if not new:
             return [json.loads(self._record(k).read_text()) for k in keys]
-        if not self.objective.calibrated:
-            self.renders.ensure([self.base])
+        calibration_seconds = 0.0
+        if not self.objective.calibrated:  # the preset's renders come first, and count here
+            _, calibration_seconds = self.renders.ensure([self.base])
             self.objective.calibrate(self.renders.crops(self.base))
         _, render_seconds = self.renders.ensure([configs[i] for i in new])
+        render_seconds += calibration_seconds
         share = render_seconds / max(1, len(new))
         for i in new:
             started = time.perf_counter()
