@@ -273,7 +273,7 @@ def test_export_refuses_damaged_files_and_bad_arguments_in_one_line(tmp_path, bo
     assert result.exit_code == 2 and "exists and is not a folder" in result.output
     assert (tmp_path / "file.txt").read_text() == "mine"
     result = export(tmp_path / "b", tmp_path / "storage", "--format", "gif")
-    assert result.exit_code == 2 and "--format: expected jpg or png" in result.output
+    assert result.exit_code == 2 and "'gif' is not one of 'jpg', 'png'" in result.output
     png = export(tmp_path / "png", tmp_path / "storage", "--format", "png")
     assert png.exit_code == 0 and list((tmp_path / "png" / "query").glob("*.png"))
     storage = Storage(str(tmp_path / "storage"))

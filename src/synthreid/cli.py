@@ -5,19 +5,35 @@ from __future__ import annotations
 import contextlib
 import enum
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from synthreid.errors import ConfigError, EvaluationError, ReidError, SynthReidError
+from synthreid.refine.config import METHODS
 
 app = typer.Typer(help="Artificial training data for person re-identification.",
                   no_args_is_help=True, add_completion=False)
 # Messages carry user text (paths, names, YAML values): printed as text, never read as rich
 # markup or emoji codes, so a path holding "[/x]" or ":x:" prints as it is.
 console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+# Choices, as types: --help lists them and a value outside them is refused naming them. Kept
+# here rather than imported from the config modules (some import torch) so `synthreid --help`
+# stays fast; tests/test_cli.py checks each against the config field it feeds.
+Engine = Literal["cycles", "workbench"]
+CropMode = Literal["tight", "bbox3d"]
+ImageFormat = Literal["jpg", "png"]
+Backbone = Literal["inception", "resnet50"]
+TestOutput = Literal["features", "logits"]
+Loss = Literal["softmax", "triplet", "both"]
+Optimizer = Literal["sgd", "adam"]
+Schedule = Literal["step", "cosine"]
+AugmentCrop = Literal["pad", "rect", "none"]
+FitObjective = Literal["combined", "statistics", "random-features"]
+Method = Literal[METHODS]
 
 
 def _fail(error: Exception) -> None:
@@ -71,18 +87,16 @@ def preview(
     images: int = typer.Option(3, "--images", "-m", min=1, help="images per character"),
     seed: int = typer.Option(0, "--seed", "-s"),
     out: Path = typer.Option(Path("out/preview"), "--out", "-o"),
-    engine: str = typer.Option(None, help="cycles or workbench (default: the preset's)"),
-    crop: str = typer.Option(None, help="tight or bbox3d (default: the preset's)"),
+    engine: Optional[Engine] = typer.Option(None,
+                               help="default: the preset's"),
+    crop: Optional[CropMode] = typer.Option(None,
+                             help="default: the preset's"),
     samples: int = typer.Option(None, min=1, help="Cycles samples (default: the preset's)"),
     overwrite: bool = typer.Option(False, help="replace a preview of other settings in --out"),
 ) -> None:
     """Render a preset straight to a folder and write a contact sheet of all images."""
     from synthreid.preview import preview as run_preview
 
-    if engine not in (None, "cycles", "workbench"):
-        _fail(ValueError(f"--engine: expected cycles or workbench, got {engine!r}"))
-    if crop not in (None, "tight", "bbox3d"):
-        _fail(ValueError(f"--crop: expected tight or bbox3d, got {crop!r}"))
     with _one_line_errors(), _shown() as show:
         result = run_preview(preset, characters, images, seed, out, engine=engine, crop=crop,
                              samples=samples, overwrite=overwrite, progress=show)
@@ -209,8 +223,9 @@ def export(
     out: Path = typer.Option(..., "--out", "-o"),
     db: str = DB_OPTION, storage: str = STORAGE_OPTION,
     allow_failed: bool = typer.Option(False, help="export although some jobs failed"),
-    image_format: str = typer.Option("jpg", "--format", help="jpg (what Market-1501 readers "
-                                     "glob) or png (lossless)"),
+    image_format: ImageFormat = typer.Option("jpg", "--format",
+                                     help="jpg (what Market-1501 readers glob) or png "
+                                     "(lossless)"),
     quality: int = typer.Option(95, help="JPEG quality"),
 ) -> None:
     """Write a finished run as a Market-1501-layout dataset with masks, keypoints, metadata."""
@@ -223,11 +238,13 @@ def export(
 
 from synthreid.evaluate import PROTOCOLS  # noqa: E402 (a tuple of names; nothing heavy)
 
+ProtocolName = Literal[PROTOCOLS]
+
 
 @app.command("eval")
 def evaluate_features(
     features: Path = typer.Option(..., "--features", "-f", help=".npz of features, ids, cams"),
-    protocol: str = typer.Option("market", help=" | ".join(PROTOCOLS)),
+    protocol: ProtocolName = typer.Option("market"),
     out: Path = typer.Option(None, "--out", "-o", help="write cmc.png/.md/.csv/.json here"),
     name: str = typer.Option(None, help="model name in the table (default: the file name)"),
     repeats: int = typer.Option(10, min=1, help="thesis/cuhk03-classic repeats"),
@@ -361,26 +378,28 @@ def reid_train(
                                 "flags override it"),
     recipe: str = typer.Option(None, help="modern (default) | openreid (the thesis' Open-ReID "
                                "softmax example)"),
-    backbone: str = typer.Option(None, help="inception | resnet50"),
+    backbone: Optional[Backbone] = typer.Option(None),
     pretrained: Path = typer.Option(None, help="resnet50: torchvision ImageNet weights file"),
     embedding: int = typer.Option(None, help="embedding size (0: the backbone's features)"),
     bnneck: Optional[bool] = typer.Option(None, "--bnneck/--no-bnneck"),
     features_after_bn: Optional[bool] = typer.Option(
         None, "--features-after-bn/--features-before-bn", help="test features after the BNNeck"),
     dropout: float = typer.Option(None, help="dropout before the classifier"),
-    test_output: str = typer.Option(None, help="features | logits (Open-ReID's evaluator)"),
-    loss: str = typer.Option(None, help="softmax | triplet | both"),
+    test_output: Optional[TestOutput] = typer.Option(None,
+                                    help="logits: as Open-ReID's evaluator"),
+    loss: Optional[Loss] = typer.Option(None),
     label_smoothing: float = typer.Option(None),
     epochs: int = typer.Option(None), lr: float = typer.Option(None),
-    optimizer: str = typer.Option(None, help="sgd | adam"),
-    schedule: str = typer.Option(None, help="step | cosine"),
+    optimizer: Optional[Optimizer] = typer.Option(None),
+    schedule: Optional[Schedule] = typer.Option(None),
     milestones: list[int] = typer.Option(None, "--milestone",
                                          help="step schedule: an epoch (from 0) where the rate "
                                          "drops by gamma; repeat for more"),
     batch_size: int = typer.Option(None), p: int = typer.Option(None), k: int = typer.Option(None),
     height: int = typer.Option(None, help="input height (default: per backbone)"),
     width: int = typer.Option(None, help="input width (default: per backbone)"),
-    crop: str = typer.Option(None, help="pad | rect (RandomSizedRectCrop) | none"),
+    crop: Optional[AugmentCrop] = typer.Option(None,
+                             help="rect: Open-ReID's RandomSizedRectCrop"),
     colour_jitter: float = typer.Option(None, help="brightness, contrast, saturation jitter"),
     hue: float = typer.Option(None, help="hue jitter (fraction of the colour circle)"),
     grayscale: float = typer.Option(None, help="random grayscale probability"),
@@ -441,7 +460,7 @@ def reid_eval(
     descriptor: Optional[str] = typer.Option(
         None, "--descriptor", help="hsv: a colour-histogram baseline instead of a model"),
     data: str = typer.Option(..., "--data", help="LAYOUT:ROOT or a dataset .yaml"),
-    protocol: str = typer.Option("market", help=" | ".join(PROTOCOLS)),
+    protocol: ProtocolName = typer.Option("market"),
     out: Path = typer.Option(None, "--out", "-o"),
     repeats: int = typer.Option(10), seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="replace another evaluation's report in --out"),
@@ -519,7 +538,7 @@ def refiner_train(
     source: str = typer.Option(..., help="generated images: LAYOUT:ROOT or a dataset .yaml"),
     target: str = typer.Option(..., help="real images to imitate: LAYOUT:ROOT or a .yaml"),
     out: Path = typer.Option(..., "--out", "-o"),
-    method: str = typer.Option("cyclegan", help="cyclegan | ptgan | cut | spgan"),
+    method: Method = typer.Option("cyclegan"),
     size: str = typer.Option("128x64", help="HEIGHTxWIDTH the refiner works at"),
     iterations: int = typer.Option(20000), blocks: int = typer.Option(6, help="6 or 9"),
     batch_size: int = typer.Option(1), lr: float = typer.Option(2e-4),
@@ -692,10 +711,10 @@ def fit(
                                          "12 characters x 5)"),
     budget_minutes: Optional[float] = typer.Option(None, min=0.01, help="stop starting new "
                                                    "steps after this much time (default 40)"),
-    objective: Optional[str] = typer.Option(None, help="combined (default), statistics or "
-                                            "random-features"),
-    engine: Optional[str] = typer.Option(None, help="cycles or workbench (default: the "
-                                         "preset's)"),
+    objective: Optional[FitObjective] = typer.Option(None,
+                                            help="default: combined"),
+    engine: Optional[Engine] = typer.Option(None,
+                                         help="default: the preset's"),
     db: Optional[str] = typer.Option(None, "--db", help="a job database for the fit's renders "
                                      "(default: OUT/farm.db); workers of a farm may join"),
     storage: Optional[str] = typer.Option(None, "--storage", help="default: OUT/storage"),
@@ -749,7 +768,8 @@ def demo(
     preset: str = typer.Option("IV"),
     characters: int = typer.Option(40, min=8), images: int = typer.Option(6, min=2),
     epochs: int = typer.Option(15, min=1), seed: int = typer.Option(0),
-    engine: str = typer.Option(None, help="cycles or workbench (default: the preset's)"),
+    engine: Optional[Engine] = typer.Option(None,
+                               help="default: the preset's"),
     workers: int = typer.Option(None, min=1),
     real: Optional[str] = typer.Option(None, "--real", help="a real dataset (LAYOUT:ROOT or "
                                        ".yaml): adds a small refiner, real and finetuned rows"),
