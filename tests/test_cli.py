@@ -59,3 +59,14 @@ def test_a_value_outside_the_choices_is_refused_naming_them(tmp_path):
     assert result.exit_code == 2
     assert "'eevee' is not one of 'cycles', 'workbench'" in plain(result.output)
     assert not (tmp_path / "p").exists()
+
+
+def test_reid_train_calls_its_loader_processes_loader_workers_and_keeps_the_old_spelling():
+    runner = CliRunner()
+    for flag in ("--loader-workers", "--workers"):
+        result = runner.invoke(app, ["reid", "train", flag, "3", "--print-config"])
+        assert result.exit_code == 0, result.output
+        assert "workers: 3" in result.output
+    shown = plain(runner.invoke(app, ["reid", "train", "--help"],
+                                env={"COLUMNS": "200"}).output)
+    assert "--loader-workers" in shown and "--workers " not in shown

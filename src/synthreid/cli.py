@@ -405,7 +405,11 @@ def reid_train(
     grayscale: float = typer.Option(None, help="random grayscale probability"),
     blur: float = typer.Option(None, help="Gaussian blur probability"),
     erasing: float = typer.Option(None, help="random erasing probability"),
-    workers: int = typer.Option(None), seed: int = typer.Option(None),
+    workers: int = typer.Option(None, "--loader-workers", min=0,
+                                help="data-loader processes (render processes: `render "
+                                     "--workers`)"),
+    old_workers: int = typer.Option(None, "--workers", min=0, hidden=True),
+    seed: int = typer.Option(None),
     early_stop: int = typer.Option(None, help="stop after this many epochs without improvement"),
     init: Path = typer.Option(None, help="finetune: start f from this checkpoint"),
     finetune_lr_factor: float = typer.Option(None),
@@ -422,9 +426,11 @@ def reid_train(
     overwrite: bool = typer.Option(False, help="replace the run in --out"),
 ) -> None:
     """Train a re-id model; the best epoch by validation CMC area is kept as best.pt."""
+    if workers is None:
+        workers = old_workers  # the spelling `--workers` had before it meant render processes
     given = {k: v for k, v in locals().items()  # the TrainConfig fields among the flags
              if k not in ("config", "recipe", "resume", "overwrite", "settings",
-                          "print_config")}
+                          "print_config", "old_workers")}
     from synthreid.reid.config import load_train_config
     from synthreid.reid.train import Trainer
     from synthreid.typed import deep_merge, dump_config
