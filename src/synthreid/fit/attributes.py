@@ -106,6 +106,13 @@ ATTRIBUTES: dict[str, Attribute] = {a.name: a for a in [
     Attribute("white_balance", "the spread of white-balance gains "
               "(camera_effects.white_balance)", False, _effect("white_balance", 0),
               lambda v, c: {"camera_effects": {"white_balance": v}}, (0.0, 0.05, 0.1, 0.2)),
+    Attribute("polar_deg", "the camera's polar angle from the zenith, 90 = eye level "
+              "(camera.theta_deg = centre +-5)", True,
+              lambda c: float(sum(c.camera.theta_deg) / 2), _polar_overrides,
+              (50.0, 60.0, 70.0, 80.0, 87.0)),
+    Attribute("margin_px", "the margin around the person in the crop (crop.margin_px)", True,
+              lambda c: float(c.crop.margin_px),
+              lambda v, c: {"crop": {"margin_px": int(round(v))}}, (0.0, 4.0, 10.0, 20.0)),
     Attribute("sun_temperature_k", "the sun's colour temperature (lights.sun_temperature_k, "
               "+-5%)", True, lambda c: _lights(c, "sun_temperature_k", 6500.0),
               lambda v, c: {"lights": {"sun_temperature_k": _around(v, 0.05, 1000)}},
@@ -118,13 +125,6 @@ ATTRIBUTES: dict[str, Attribute] = {a.name: a for a in [
               lambda c: _lights(c, "ambient", DEFAULT_AMBIENT),
               lambda v, c: {"lights": {"ambient": _around(v, 0.25)}},
               (0.2, 0.4, 0.65, 1.0, 1.5)),
-    Attribute("polar_deg", "the camera's polar angle from the zenith, 90 = eye level "
-              "(camera.theta_deg = centre +-5)", True,
-              lambda c: float(sum(c.camera.theta_deg) / 2), _polar_overrides,
-              (50.0, 60.0, 70.0, 80.0, 87.0)),
-    Attribute("margin_px", "the margin around the person in the crop (crop.margin_px)", True,
-              lambda c: float(c.crop.margin_px),
-              lambda v, c: {"crop": {"margin_px": int(round(v))}}, (0.0, 4.0, 10.0, 20.0)),
     Attribute("focal_mm", "the lens' focal length (camera.focal_mm, +-10%)", True,
               lambda c: float(sum(c.camera.focal_mm) / 2),
               lambda v, c: {"camera": {"focal_mm": _around(v, 0.1, 1)}},

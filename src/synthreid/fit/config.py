@@ -27,7 +27,8 @@ class AttributeSearch(Strict):
 
 
 def _default_search() -> list[AttributeSearch]:
-    # Camera effects first: they cost no renders, and they move the statistics most.
+    # Camera effects first: they cost no renders. Then the camera's pitch and the person's
+    # scale, then the light, then the lens and distance (which change the crop least).
     return [AttributeSearch(name=a.name, candidates=list(a.default_candidates))
             for a in ATTRIBUTES.values()]
 
