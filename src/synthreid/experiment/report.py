@@ -69,15 +69,15 @@ def _on_cuhk03(results: dict[str, dict], stage_name: str) -> bool:
     return str(results[stage_name].get("dataset_name", "")).startswith("cuhk03")
 
 
-GROUPS = (  # (title, which evaluate stages, which models)
-    ("Table 3.2: generated data only, on the real test ids", "real",
+GROUPS = (  # (what the table is, the thesis figure it mirrors, which evaluate stages, models)
+    ("Generated data only, on the real test ids", "Table 3.2", "real",
      lambda m: m.startswith("generated-")),
-    ("Table 3.3: refined data only, on the real test ids", "real",
+    ("Refined data only, on the real test ids", "Table 3.3", "real",
      lambda m: m.startswith("refined-")),
-    ("Table 3.4: real, finetuned and mixed, on the real test ids", "real",
+    ("Real, finetuned and mixed, on the real test ids", "Table 3.4", "real",
      lambda m: m == "real" or m.startswith(("finetuned-", "mixed-"))),
-    ("Figure A.1: each synthetic model on its own export's test ids", "own", lambda m: True),
-    ("Figure A.2: every model on the second real dataset", "second", lambda m: True),
+    ("Each synthetic model on its own export's test ids", "Figure A.1", "own", lambda m: True),
+    ("Every model on the second real dataset", "Figure A.2", "second", lambda m: True),
 )
 
 
@@ -110,7 +110,8 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
     figures.mkdir(parents=True, exist_ok=True)
     blocks: list[Block] = []
     standard_rows, listed = [], set()
-    for number, (title, on, wanted) in enumerate(GROUPS, start=1):
+    for number, (what, figure, on, wanted) in enumerate(GROUPS, start=1):
+        title = f"{what} (thesis {figure})"
         every = _scores(stages, results, on)
         scores = {m: s for m, s in every.items() if wanted(m) and m != BASELINE}
         if scores and BASELINE in every:  # the no-learning baseline leads each table
@@ -151,8 +152,8 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
                                 "CMC, 100 test ids), not on this dataset: they are there for "
                                 "shape, not for equality."))
         picture = plot_cmc(thesis_results, figures / f"cmc-{number}.png", max_rank=50,
-                           title=title.split(":")[0])
-        blocks.append(Picture(picture, f"CMC, {title.split(':')[0]}"))
+                           title=figure)
+        blocks.append(Picture(picture, f"CMC, {what.lower()} ({figure})"))
         for model, scored in scores.items():
             for protocol, result in scored.results.items():
                 if protocol != "thesis" and (model, on, protocol) not in listed:
