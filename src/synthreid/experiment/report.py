@@ -194,7 +194,28 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
                      "computes that kind of stage)."),
                Table("Versions", ["stage", "code version", "packages"], _recorded_versions(stages)),
                ("h2", "Configuration"), ("pre", config_text)]
+    generated = _generation_as_run(stages)
+    if generated:
+        blocks += [("p", "Generation as it ran (each preset's own engine and samples where the "
+                         "configuration leaves them unset):"),
+                   Table("Generation as it ran", ["set", "engine", "samples", "denoise",
+                                                  "crop height px", "characters",
+                                                  "images each", "seed"], generated)]
     return blocks
+
+
+def _generation_as_run(stages: list[Stage]) -> list[list[str]]:
+    rows = []
+    for stage in stages:
+        if stage.kind != "generate":
+            continue
+        preset, settings = stage.settings["preset"], stage.settings
+        render = preset["render"]
+        rows.append([stage.name.removeprefix("generate-"), render["engine"],
+                     str(render["samples"]), "yes" if render.get("denoise") else "no",
+                     str(preset["crop"]["height_px"]), str(settings["characters"]),
+                     str(settings["images"]), str(settings["seed"])])
+    return rows
 
 
 def _recorded_versions(stages: list[Stage]) -> list[list[str]]:
@@ -386,11 +407,14 @@ def to_html(blocks: list[Block], title: str) -> str:
     return "\n".join(parts + ["</body></html>"])
 
 
+RECORD_TABLES = ("Stages", "Versions", "Generation as it ran")  # how it ran, not what it scored
+
+
 def write_experiment_report(stages: list[Stage], results: dict[str, dict], out: Path,
                             config_text: str, title: str = "synthreid experiment") -> dict:
     """report.md, report.html, and summary.md (the result tables alone, as the demo prints)."""
     blocks = build_blocks(stages, results, out, config_text)
-    tables = [b for b in blocks if isinstance(b, Table) and b.title != "Stages"]
+    tables = [b for b in blocks if isinstance(b, Table) and b.title not in RECORD_TABLES]
     summary = "\n".join(f"{t.title}\n\n" + to_markdown([t], "", out).split("\n", 2)[2]
                         for t in tables)
     return {"md": atomic.write_text(out / "report.md", to_markdown(blocks, title, out)),
