@@ -27,7 +27,12 @@ def test_demo_runs_the_whole_chain(tmp_path):
     assert "Each synthetic model on its own export's test ids (thesis Figure A.1)" in \
         result.output
     assert "Versions" not in result.output and "Generation as it ran" not in result.output
-    assert "| IV | workbench | " in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| IV | workbench | " in report
+    # The generated set's attribute statistics: 8 people, 24 images, polar angles within IV's.
+    row = next(line for line in report.splitlines() if line.startswith("| IV | 24 | 8 |"))
+    polar = float(row.split("|")[11].split("±")[0])
+    assert 60 <= polar <= 90
     # Figure A.1's row carries the export's mAP and query count from the market protocol.
     assert re.search(r"\| generated-IV \| [\d.]+ ± [\d.]+ \|.*\| [\d.]+ \| [1-9]\d* \|\n",
                      result.output), result.output

@@ -172,6 +172,7 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
             standard_rows = [row[:-1] for row in standard_rows]
         blocks += [("h2", title), Table(title, header, standard_rows)]
     blocks += _contact_sheets(stages, results, figures)
+    blocks += _attribute_statistics(stages, results)
     blocks += _refiner_checkpoints(stages, results, figures)
     curves = _validation_curves(stages, results, figures / "validation.png")
     if curves:
@@ -265,6 +266,54 @@ def _contact_sheets(stages: list[Stage], results: dict[str, dict], figures: Path
         if sheet:
             sheets.append(Picture(sheet, "real: training images, two per person"))
     return [("h2", "Contact sheets (Appendix B)")] + sheets if sheets else []
+
+
+def _attribute_statistics(stages: list[Stage], results: dict[str, dict]) -> list[Block]:
+    """Who and what each generated set holds, from its export's metadata.csv."""
+    rows = []
+    for stage in stages:
+        if stage.kind != "generate" or stage.name not in results:
+            continue
+        path = Path(results[stage.name]["dataset"].removeprefix("synthetic:")) / "metadata.csv"
+        if path.exists():
+            rows.append([stage.name.removeprefix("generate-")] + _describe_set(path))
+    if not rows:
+        return []
+    header = ["set", "images", "people", "female %", "age (mean)", "height m (mean)", "skirt %",
+              "textured shirt %", "with an accessory %", "most common hair",
+              "camera polar deg (mean ± sd)", "focal mm (mean)"]
+    return [("h2", "What the generated sets hold (from each export's metadata.csv)"),
+            Table("Generated sets: attribute statistics", header, rows),
+            ("p", "People: one row per character (its first image); images: every image. "
+                  "Polar angle from the zenith, 90 = eye level.")]
+
+
+def _describe_set(path: Path) -> list[str]:
+    import csv
+    import statistics
+    from collections import Counter
+
+    with path.open(newline="") as handle:
+        images = list(csv.DictReader(handle))
+    people = list({row["pid"]: row for row in reversed(images)}.values())
+
+    def share(rows: list[dict], test) -> str:
+        return f"{100 * sum(1 for r in rows if test(r)) / max(1, len(rows)):.0f}"
+
+    def mean(rows: list[dict], column: str) -> float:
+        return statistics.fmean(float(r[column]) for r in rows) if rows else 0.0
+
+    polar = [float(r["camera_polar_deg"]) for r in images]
+    spread = statistics.stdev(polar) if len(polar) > 1 else 0.0
+    hair = Counter(r["hair"] for r in people).most_common(1)
+    return [str(len(images)), str(len(people)), share(people, lambda r: r["female"] == "True"),
+            f"{mean(people, 'age_years'):.0f}", f"{mean(people, 'height_m'):.2f}",
+            share(people, lambda r: r["lower"] == "skirt"),
+            share(people, lambda r: bool(r["shirt_texture"])),
+            share(people, lambda r: bool(r["accessories"].strip())),
+            hair[0][0] if hair else "",
+            f"{statistics.fmean(polar):.0f} ± {spread:.0f}",
+            f"{mean(images, 'focal_mm'):.0f}"]
 
 
 def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
@@ -407,7 +456,8 @@ def to_html(blocks: list[Block], title: str) -> str:
     return "\n".join(parts + ["</body></html>"])
 
 
-RECORD_TABLES = ("Stages", "Versions", "Generation as it ran")  # how it ran, not what it scored
+RECORD_TABLES = ("Stages", "Versions", "Generation as it ran",
+                 "Generated sets: attribute statistics")  # how it ran, not what it scored
 
 
 def write_experiment_report(stages: list[Stage], results: dict[str, dict], out: Path,
