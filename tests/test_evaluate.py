@@ -319,3 +319,36 @@ def test_the_hsv_baseline_matches_by_colour_and_scores_a_blank_set_at_zero(tmp_p
     both = CliRunner().invoke(app, ["reid", "eval", "--descriptor", "hsv", "--model", "x.pt",
                                     "--data", f"market1501:{data}"])
     assert both.exit_code == 2 and "one of them" in both.output
+
+
+def test_ranked_lists_rank_the_nearest_first_without_the_querys_own_camera_images():
+    from pathlib import Path
+
+    from synthreid.datasets.records import ImageRecord
+    from synthreid.evaluate.features import FeatureSet
+    from synthreid.evaluate.retrieval import ranked_lists
+
+    rng = np.random.default_rng(0)
+    ids = np.arange(1, 11)
+    people = rng.normal(size=(10, 8))
+    query = [ImageRecord(Path(f"q{i}.png"), int(i), 1, "query") for i in ids]
+    # Each person twice in the gallery: an exact copy from the query's own camera (which the
+    # Market rule leaves out) and a near copy from the other camera (the true match).
+    gallery = [ImageRecord(Path(f"g{i}c{c}.png"), int(i), c, "gallery")
+               for i in ids for c in (1, 2)]
+    gallery_features = np.stack([people[i - 1] + (0 if c == 1 else 0.01) for i in ids
+                                 for c in (1, 2)])
+    features = FeatureSet({"query_features": people, "query_ids": ids,
+                           "query_cams": np.ones(10, np.int64),
+                           "gallery_features": gallery_features,
+                           "gallery_ids": np.repeat(ids, 2),
+                           "gallery_cams": np.tile([1, 2], 10)})
+    lists = ranked_lists(features, query, gallery, queries=4, top=5)
+    assert [entry["pid"] for entry in lists] == [1, 4, 7, 10]  # spread over the ids, in order
+    for entry in lists:
+        assert entry["first_match"] == 1
+        top_path, same = entry["ranked"][0]
+        assert top_path == f"g{entry['pid']}c2.png" and same
+        assert all(not path.endswith("c1.png") or not path.startswith(f"g{entry['pid']}c")
+                   for path, _ in entry["ranked"])
+        assert len(entry["ranked"]) == 5 and sum(s for _, s in entry["ranked"]) == 1

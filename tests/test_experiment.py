@@ -199,8 +199,11 @@ window.addEventListener('load', () => {
         assert any(expected in title for title in titles), (expected, titles)
     assert all(t["rows"] >= 2 and t["height"] > 0 for t in found["tables"])
     captions = [i["alt"] for i in found["images"]]
+    # Ranked retrieval strips: one per model scored on the real test ids, the baseline too.
+    strips = [c for c in captions if "green: the same person" in c]
+    assert len(strips) >= 3 and any(c.startswith("hsv:") for c in strips), captions
     # 5 CMC plots, 4 contact sheets, 2 refiners' identity and realism, validation curves
-    assert len(captions) == 12, captions
+    assert len(captions) - len(strips) == 12, captions
     assert sum("identity and realism per checkpoint" in c for c in captions) == 2, captions
     assert all(i["width"] > 0 for i in found["images"]), found["images"]
     shots = REPO / "test-artifacts"

@@ -314,6 +314,7 @@ class Experiment:
         from synthreid.datasets import open_dataset
         from synthreid.evaluate.descriptors import descriptor_features
         from synthreid.evaluate.features import evaluate
+        from synthreid.evaluate.retrieval import ranked_lists
         from synthreid.reid.features import dataset_features
 
         settings = stage.settings
@@ -342,7 +343,8 @@ class Experiment:
         for protocol, score in scores.items():
             stage.log(f"{protocol}: rank-1 {100 * score.rank(1):.1f}%")
         return {"dataset": spec, "dataset_name": dataset.name,
-                "scores": {protocol: score.to_record() for protocol, score in scores.items()}}
+                "scores": {protocol: score.to_record() for protocol, score in scores.items()},
+                "ranked": ranked_lists(features, dataset.query, dataset.gallery)}
 
 
 def _dataset_spec(spec: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from synthreid.evaluate.protocols import CMCResult
 from synthreid.evaluate.report import plot_cmc
 from synthreid.experiment.stages import Stage
 from synthreid.experiment.thesis import RANKS, THESIS_CMC
+from synthreid.render.contact_sheet import compose
 
 
 @dataclass
@@ -173,6 +174,7 @@ def build_blocks(stages: list[Stage], results: dict[str, dict], out: Path,
         blocks += [("h2", title), Table(title, header, standard_rows)]
     blocks += _contact_sheets(stages, results, figures)
     blocks += _attribute_statistics(stages, results)
+    blocks += _retrieval_strips(stages, results, figures)
     blocks += _refiner_checkpoints(stages, results, figures)
     curves = _validation_curves(stages, results, figures / "validation.png")
     if curves:
@@ -268,6 +270,53 @@ def _contact_sheets(stages: list[Stage], results: dict[str, dict], figures: Path
     return [("h2", "Contact sheets (Appendix B)")] + sheets if sheets else []
 
 
+def _retrieval_strips(stages: list[Stage], results: dict[str, dict],
+                      figures: Path) -> list[Block]:
+    """Per model, a few fixed real test queries and what it ranks first."""
+    blocks: list[Block] = []
+    for stage in stages:
+        record = results.get(stage.name)
+        if stage.kind != "evaluate" or stage.settings["on"] != "real" or not record \
+                or not record.get("ranked"):
+            continue
+        model = stage.name.removeprefix("evaluate-").removesuffix("-on-real")
+        path = _draw_strips(record["ranked"], figures / f"ranked-{model}.png")
+        blocks.append(Picture(path, f"{model}: real test queries (left) and its top "
+                                    f"{len(record['ranked'][0]['ranked'])}, green: the same "
+                                    f"person"))
+    if not blocks:
+        return []
+    return [("h2", "Ranked retrieval on the real test ids"),
+            ("p", "The same queries for every model, spread over the test ids; the gallery "
+                  "ranked as the Market protocol ranks it (the query's own-camera images of "
+                  "its person left out); a frame marks the true person.")] + blocks
+
+
+def _draw_strips(ranked: list[dict], path: Path, height: int = 96) -> Path:
+    from PIL import ImageDraw
+
+    def thumb(source: str, frame: tuple[int, int, int] | None) -> Image.Image:
+        with Image.open(source) as image:
+            picture = image.convert("RGB")
+        picture = picture.resize((max(1, round(picture.width * height / picture.height)),
+                                  height))
+        if frame is not None:
+            ImageDraw.Draw(picture).rectangle([0, 0, picture.width - 1, picture.height - 1],
+                                              outline=frame, width=4)
+        return picture
+
+    rows = []
+    for entry in ranked:
+        row = [thumb(entry["query"], None)]
+        row += [thumb(source, (40, 170, 60) if same else (200, 50, 50))
+                for source, same in entry["ranked"]]
+        rows.append(row)
+    sheet = compose(rows, height, 4)
+    with atomic.atomic_path(path) as tmp:
+        sheet.save(tmp)
+    return path
+
+
 def _attribute_statistics(stages: list[Stage], results: dict[str, dict]) -> list[Block]:
     """Who and what each generated set holds, from its export's metadata.csv."""
     rows = []
@@ -289,7 +338,6 @@ def _attribute_statistics(stages: list[Stage], results: dict[str, dict]) -> list
 
 
 def _describe_set(path: Path) -> list[str]:
-    import csv
     import statistics
     from collections import Counter
 

@@ -45,9 +45,10 @@ def versions() -> dict[str, str]:
 #   refine ptgan 2: no unmasked identity term; refine cut 2: PatchNCE layers by role
 #   refine 3 (every method): the checkpoint that keeps identity and is most realistic, not the
 #            last
+#   evaluate 3: ranked retrieval lists of a few fixed queries kept with the scores
 CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 3,
                                  "refine-ptgan": 3, "refine-cut": 3, "refine-spgan": 3,
-                                 "model": 2, "evaluate": 2}
+                                 "model": 2, "evaluate": 3}
 
 
 def code_version(kind: str, settings: dict[str, Any]) -> int:
