@@ -176,7 +176,7 @@ def test_fit_command_end_to_end(farm, tmp_path):
          "attributes": [{"name": "jpeg_quality", "candidates": [100, 40]}]}))
     result = CliRunner().invoke(app, [
         "fit", "IV", "--target", farm["target"], "--out", str(tmp_path / "out"), "--config",
-        str(settings), "--db", farm["db"], "--storage", farm["storage"], "--images", "24"])
+        str(settings), "--db", farm["db"], "--storage", farm["storage"], "--images", "32"])
     assert result.exit_code == 0, result.output
     assert "fit.yaml" in result.output
     assert load_config(tmp_path / "out" / "fit.yaml").camera_effects.jpeg_quality == (35, 45)
