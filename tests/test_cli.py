@@ -70,3 +70,15 @@ def test_reid_train_calls_its_loader_processes_loader_workers_and_keeps_the_old_
     shown = plain(runner.invoke(app, ["reid", "train", "--help"],
                                 env={"COLUMNS": "200"}).output)
     assert "--loader-workers" in shown and "--workers " not in shown
+
+
+def test_image_sizes_are_height_x_width_everywhere():
+    runner = CliRunner()
+    result = runner.invoke(app, ["reid", "train", "--size", "256x128", "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert "height: 256" in result.output and "width: 128" in result.output
+    old = runner.invoke(app, ["reid", "train", "--height", "192", "--width", "96",
+                              "--print-config"])
+    assert "height: 192" in old.output and "width: 96" in old.output
+    bad = runner.invoke(app, ["reid", "train", "--size", "256by128", "--print-config"])
+    assert bad.exit_code == 2 and "--size: expected HEIGHTxWIDTH" in plain(bad.output)

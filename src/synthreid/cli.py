@@ -338,6 +338,14 @@ def _dotted_settings(settings: list[str]) -> dict:
     return nested
 
 
+def _size(size: str) -> tuple[int, int]:
+    """`--size HEIGHTxWIDTH`, the one spelling of an image size on the command line."""
+    height, sep, width = size.partition("x")
+    if not (sep and height.isdigit() and width.isdigit()):
+        raise ConfigError(f"--size: expected HEIGHTxWIDTH, e.g. 128x64, got {size!r}")
+    return int(height), int(width)
+
+
 def _train_overrides(given: dict) -> dict:
     """Flags the user gave, as nested TrainConfig fields (None: not given)."""
     nested = {"model": ("backbone", "embedding", "bnneck", "features_after_bn", "dropout",
@@ -396,8 +404,10 @@ def reid_train(
                                          help="step schedule: an epoch (from 0) where the rate "
                                          "drops by gamma; repeat for more"),
     batch_size: int = typer.Option(None), p: int = typer.Option(None), k: int = typer.Option(None),
-    height: int = typer.Option(None, help="input height (default: per backbone)"),
-    width: int = typer.Option(None, help="input width (default: per backbone)"),
+    size: Optional[str] = typer.Option(None, help="HEIGHTxWIDTH input size, e.g. 256x128 "
+                                       "(default: per backbone)"),
+    height: int = typer.Option(None, hidden=True),  # the spellings before --size
+    width: int = typer.Option(None, hidden=True),
     crop: Optional[AugmentCrop] = typer.Option(None,
                              help="rect: Open-ReID's RandomSizedRectCrop"),
     colour_jitter: float = typer.Option(None, help="brightness, contrast, saturation jitter"),
@@ -428,9 +438,12 @@ def reid_train(
     """Train a re-id model; the best epoch by validation CMC area is kept as best.pt."""
     if workers is None:
         workers = old_workers  # the spelling `--workers` had before it meant render processes
+    if size is not None:
+        with _one_line_errors():
+            height, width = _size(size)
     given = {k: v for k, v in locals().items()  # the TrainConfig fields among the flags
              if k not in ("config", "recipe", "resume", "overwrite", "settings",
-                          "print_config", "old_workers")}
+                          "print_config", "old_workers", "size")}
     from synthreid.reid.config import load_train_config
     from synthreid.reid.train import Trainer
     from synthreid.typed import deep_merge, dump_config
@@ -567,12 +580,10 @@ def refiner_train(
     from synthreid.typed import validate_model
 
     with _one_line_errors():
-        height, sep, width = size.partition("x")
-        if not (sep and height.isdigit() and width.isdigit()):
-            raise ConfigError(f"--size: expected HEIGHTxWIDTH, e.g. 128x64, got {size!r}")
+        height, width = _size(size)
         config = validate_model(RefinerConfig, dict(
-            source=source, target=target, out=str(out), method=method, height=int(height),
-            width=int(width), iterations=iterations, blocks=blocks, batch_size=batch_size, lr=lr,
+            source=source, target=target, out=str(out), method=method, height=height,
+            width=width, iterations=iterations, blocks=blocks, batch_size=batch_size, lr=lr,
             mask_weight=mask_weight, identity_weight=identity_weight, sample_every=sample_every,
             checkpoint_every=checkpoint_every, seed=seed, identity_check=identity_check,
             identity_margin=identity_margin), "refiner train")
