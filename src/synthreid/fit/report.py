@@ -65,15 +65,18 @@ def write_report(fit: Fit, result: FitResult) -> None:
         f"<tr><td>{html.escape(name)}</td><td>{result.preset_values[name]:g}</td>"
         f"<td>{result.values[name]:g}</td><td>{html.escape(ATTRIBUTES[name].meaning)}</td></tr>"
         for name in result.values)
+    widest = max((len(s.candidates) for s in result.steps), default=1)
     steps = "".join(
         f"<tr><td>{s.round}</td><td>{html.escape(s.attribute)}</td><td>{s.before:.4f}</td>"
         + "".join(f"<td>{v:g}: {d:.4f}</td>" for v, d in zip(s.candidates, s.distances))
+        + "<td></td>" * (widest - len(s.candidates))
         + f"<td>{'kept as it was' if s.chosen is None else f'{s.chosen:g}'}</td>"
         f"<td>{s.seconds:.0f}</td></tr>" for s in result.steps)
     config = fit.config
     page = f"""<!doctype html><meta charset="utf-8"><title>synthreid fit</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}}
+table{{border-collapse:collapse}}
 </style>
 <h1>Fit of {html.escape(fit.preset_name)} to {html.escape(fit.target)}</h1>
 <p>Objective <b>{html.escape(config.objective)}</b> (lower is closer to the target's training
@@ -90,8 +93,8 @@ The fitted generation YAML is <a href="fit.yaml">fit.yaml</a>.</p>
 <p>Dotted: the distance the step started from; red: the value chosen.</p>
 <img src="curves.png">
 <h2>Steps</h2>
-<table><tr><th>round</th><th>attribute</th><th>before</th><th colspan="6">candidate: distance
-</th><th>chosen</th><th>seconds</th></tr>{steps}</table>
+<table><tr><th>round</th><th>attribute</th><th>before</th><th colspan="{widest}">candidate:
+distance</th><th>chosen</th><th>seconds</th></tr>{steps}</table>
 <h2>Before, after, and the target</h2>
 <table><tr><th>preset ({before['distance']:.4f})</th><th>fitted ({after['distance']:.4f})</th>
 <th>target training crops</th></tr>
