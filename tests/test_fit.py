@@ -183,3 +183,12 @@ def test_fit_command_end_to_end(farm, tmp_path):
     bad = CliRunner().invoke(app, ["fit", "IV", "--target", farm["target"], "--out",
                                    str(tmp_path / "o2"), "--objective", "nonsense"])
     assert bad.exit_code != 0 and "objective" in bad.output
+
+
+def test_the_time_budget_stops_the_search_and_still_writes_a_fit(farm):
+    tight = SEARCH.model_copy(update={"budget_minutes": 1e-4})
+    result = Fit("IV", farm["target"], farm["root"] / "budget", tight, farm["db"],
+                 farm["storage"]).run()
+    assert result.budget_reached and result.steps == [] and result.values == {}
+    written = yaml.safe_load((farm["root"] / "budget" / "fit.yaml").read_text())
+    assert written["extends"] == "IV" and "camera_effects" not in written
