@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="fit-recovery-"))
+    root.mkdir(parents=True, exist_ok=True)
     db, storage = f"sqlite:///{root / 'farm.db'}", str(root / "storage")
     render = {"render": {"engine": args.engine, "samples": args.samples},
               "crop": {"height_px": args.height}}
