@@ -85,7 +85,8 @@ def main() -> None:
             rows.append((objective, name, value, fitted, abs(fitted - value) <= tolerance,
                          grid[int(np.argmin(distances))] == value))
         print(f"{objective}: {time.perf_counter() - started:.0f} s")
-    print("\n| objective | attribute | hidden | fitted | within tolerance | truth first on its grid |")
+    print("\n| objective | attribute | hidden | fitted | within tolerance "
+          "| truth first on its grid |")
     print("|---|---|---|---|---|---|")
     for objective, name, value, fitted, within, first in rows:
         print(f"| {objective} | {name} | {value:g} | {fitted:g} | {'yes' if within else 'no'} "
