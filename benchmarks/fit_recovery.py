@@ -65,6 +65,8 @@ def main() -> None:
     for i, crop in enumerate(target_renders.crops(hidden)):
         Image.fromarray(crop).save(target / "bounding_box_train"
                                    / f"{i // args.images + 1:04d}_c1s1_{i:06d}_00.png")
+    for folder in ("bounding_box_test", "query"):  # the layout wants them; a fit never reads them
+        Image.fromarray(crop).save(target / folder / "0001_c2s1_000001_00.png")
     print(f"target: {args.target_characters} x {args.images} crops, "
           f"{time.perf_counter() - started:.0f} s; work in {root}")
     rows = []
