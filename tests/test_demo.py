@@ -13,6 +13,7 @@ from synthreid.experiment.matrix import plan_experiment
 pytestmark = pytest.mark.render
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_chain(tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--characters", "8", "--images", "3", "--epochs", "2",

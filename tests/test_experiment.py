@@ -270,6 +270,7 @@ def test_bad_experiment_configs_are_one_line(tmp_path):
             load_experiment_config(path)
 
 
+@pytest.mark.slow
 def test_generation_goes_through_a_postgresql_job_database(tmp_path, request):
     """`db:` and `storage:` put the generation stages on a farm's database and storage (here a
     real PostgreSQL server, as .ci/run starts; workers elsewhere could serve the same jobs)."""

@@ -85,6 +85,7 @@ def small_config(out, **overrides):
     return TrainConfig(**{**fields, **overrides})
 
 
+@pytest.mark.slow
 def test_training_raises_the_validation_score_far_above_chance(shapes, tmp_path):
     config = small_config(tmp_path / "run", epochs=20, batch_size=16, milestones=[16])
     trainer = Trainer(config, [shapes])  # 15 batches an epoch: 300 iterations
@@ -407,6 +408,7 @@ print("rank", os.environ["RANK"], "epochs", summary["epochs"], "images", seen, "
 """
 
 
+@pytest.mark.slow
 def test_distributed_training_with_two_datasets_keeps_ranks_in_step(shapes, tmp_path):
     """torchrun with two CPU processes (gloo), mixing two datasets: each rank decodes half of
     each dataset's batches, both heads train, weights stay identical, and an early stop decided
