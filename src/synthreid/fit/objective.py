@@ -12,7 +12,7 @@ machine with no downloaded weights. Two measures, and their sum, compared by mea
   each divided by its value for the preset's own renders, so each starts at 1 and neither
   one's units dominate. Measured on hidden settings (tests/test_fit.py), the statistics find
   the camera effects (resolution, defocus, JPEG) and miss the camera's pitch; the random
-  features find the pitch and miss the effects; the plain sum of MMD² and KID lets KID's
+  features find the pitch and JPEG and miss the blurs; the plain sum of MMD² and KID lets KID's
   cubic kernel swamp the pitch; the sum of the square roots finds all four.
 
 Both compare crops at one size, the target's median crop size, so a lower resolution shows as
