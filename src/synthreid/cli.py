@@ -87,10 +87,8 @@ def preview(
     images: int = typer.Option(3, "--images", "-m", min=1, help="images per character"),
     seed: int = typer.Option(0, "--seed", "-s"),
     out: Path = typer.Option(Path("out/preview"), "--out", "-o"),
-    engine: Optional[Engine] = typer.Option(None,
-                               help="default: the preset's"),
-    crop: Optional[CropMode] = typer.Option(None,
-                             help="default: the preset's"),
+    engine: Optional[Engine] = typer.Option(None, help="default: the preset's"),
+    crop: Optional[CropMode] = typer.Option(None, help="default: the preset's"),
     samples: int = typer.Option(None, min=1, help="Cycles samples (default: the preset's)"),
     overwrite: bool = typer.Option(False, help="replace a preview of other settings in --out"),
 ) -> None:
@@ -223,9 +221,8 @@ def export(
     out: Path = typer.Option(..., "--out", "-o"),
     db: str = DB_OPTION, storage: str = STORAGE_OPTION,
     allow_failed: bool = typer.Option(False, help="export although some jobs failed"),
-    image_format: ImageFormat = typer.Option("jpg", "--format",
-                                     help="jpg (what Market-1501 readers glob) or png "
-                                     "(lossless)"),
+    image_format: ImageFormat = typer.Option("jpg", "--format", help="jpg (what Market-1501 "
+                                             "readers glob) or png (lossless)"),
     quality: int = typer.Option(95, help="JPEG quality"),
 ) -> None:
     """Write a finished run as a Market-1501-layout dataset with masks, keypoints, metadata."""
@@ -393,8 +390,8 @@ def reid_train(
     features_after_bn: Optional[bool] = typer.Option(
         None, "--features-after-bn/--features-before-bn", help="test features after the BNNeck"),
     dropout: float = typer.Option(None, help="dropout before the classifier"),
-    test_output: Optional[TestOutput] = typer.Option(None,
-                                    help="logits: as Open-ReID's evaluator"),
+    test_output: Optional[TestOutput] = typer.Option(None, help="logits: as Open-ReID's "
+                                                     "evaluator"),
     loss: Optional[Loss] = typer.Option(None),
     label_smoothing: float = typer.Option(None),
     epochs: int = typer.Option(None), lr: float = typer.Option(None),
@@ -408,8 +405,8 @@ def reid_train(
                                        "(default: per backbone)"),
     height: int = typer.Option(None, hidden=True),  # the spellings before --size
     width: int = typer.Option(None, hidden=True),
-    crop: Optional[AugmentCrop] = typer.Option(None,
-                             help="rect: Open-ReID's RandomSizedRectCrop"),
+    crop: Optional[AugmentCrop] = typer.Option(None, help="rect: Open-ReID's "
+                                               "RandomSizedRectCrop"),
     colour_jitter: float = typer.Option(None, help="brightness, contrast, saturation jitter"),
     hue: float = typer.Option(None, help="hue jitter (fraction of the colour circle)"),
     grayscale: float = typer.Option(None, help="random grayscale probability"),
@@ -728,10 +725,8 @@ def fit(
                                          "12 characters x 5)"),
     budget_minutes: Optional[float] = typer.Option(None, min=0.01, help="stop starting new "
                                                    "steps after this much time (default 40)"),
-    objective: Optional[FitObjective] = typer.Option(None,
-                                            help="default: combined"),
-    engine: Optional[Engine] = typer.Option(None,
-                                         help="default: the preset's"),
+    objective: Optional[FitObjective] = typer.Option(None, help="default: combined"),
+    engine: Optional[Engine] = typer.Option(None, help="default: the preset's"),
     db: Optional[str] = typer.Option(None, "--db", help="a job database for the fit's renders "
                                      "(default: OUT/farm.db); workers of a farm may join"),
     storage: Optional[str] = typer.Option(None, "--storage", help="default: OUT/storage"),
@@ -785,8 +780,7 @@ def demo(
     preset: str = typer.Option("IV"),
     characters: int = typer.Option(40, min=8), images: int = typer.Option(6, min=2),
     epochs: int = typer.Option(15, min=1), seed: int = typer.Option(0),
-    engine: Optional[Engine] = typer.Option(None,
-                               help="default: the preset's"),
+    engine: Optional[Engine] = typer.Option(None, help="default: the preset's"),
     workers: int = typer.Option(None, min=1),
     real: Optional[str] = typer.Option(None, "--real", help="a real dataset (LAYOUT:ROOT or "
                                        ".yaml): adds a small refiner, real and finetuned rows"),

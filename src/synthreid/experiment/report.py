@@ -93,12 +93,17 @@ class Scored:
     on_cuhk03: bool  # the evaluated set is CUHK03 (the thesis' figures are comparable)
 
 
+def _evaluated_model(stage: Stage, on: str) -> str:
+    """The model an `evaluate-MODEL-on-ON` stage scores."""
+    return stage.name.removeprefix("evaluate-").removesuffix(f"-on-{on}")
+
+
 def _scores(stages: list[Stage], results: dict[str, dict], on: str) -> dict[str, Scored]:
     """{model: its results} of the evaluate stages on `on`."""
     found = {}
     for stage in stages:
         if stage.kind == "evaluate" and stage.settings["on"] == on and stage.name in results:
-            model = stage.name.removeprefix("evaluate-").removesuffix(f"-on-{on}")
+            model = _evaluated_model(stage, on)
             found[model] = Scored({protocol: CMCResult.from_record(record) for protocol, record
                                    in results[stage.name]["scores"].items()},
                                   _on_cuhk03(results, stage.name))
@@ -279,7 +284,7 @@ def _retrieval_strips(stages: list[Stage], results: dict[str, dict],
         if stage.kind != "evaluate" or stage.settings["on"] != "real" or not record \
                 or not record.get("ranked"):
             continue
-        model = stage.name.removeprefix("evaluate-").removesuffix("-on-real")
+        model = _evaluated_model(stage, "real")
         path = _draw_strips(record["ranked"], figures / f"ranked-{model}.png")
         blocks.append(Picture(path, f"{model}: real test queries (left) and its top "
                                     f"{len(record['ranked'][0]['ranked'])}, green: the same "

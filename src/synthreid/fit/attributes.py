@@ -28,30 +28,30 @@ class Attribute:
     default_candidates: tuple[float, ...]
 
 
-def _effects(config: GenerationConfig):
-    return config.camera_effects
-
-
-def _effect(field: str, empty: float) -> Callable[[GenerationConfig], float]:
+def _midpoint(section: str, field: str, empty: float) -> Callable[[GenerationConfig], float]:
+    """A reader of `section.field` (a number, or an interval's middle); `empty` when the
+    section or the field is unset."""
     def read(config: GenerationConfig) -> float:
-        effects = _effects(config)
-        value = getattr(effects, field) if effects is not None else None
+        part = getattr(config, section)
+        value = getattr(part, field) if part is not None else None
         if value is None:
             return empty
         return float(sum(value) / 2) if isinstance(value, tuple) else float(value)
     return read
 
 
+def _effect(field: str, empty: float) -> Callable[[GenerationConfig], float]:
+    return _midpoint("camera_effects", field, empty)
+
+
+def _light(field: str, empty: float) -> Callable[[GenerationConfig], float]:
+    return _midpoint("lights", field, empty)
+
+
 def _around(value: float, spread: float, low: float = 0.0,
             high: float = float("inf")) -> list[float]:
     """[value * (1 - spread), value * (1 + spread)], clipped to [low, high]."""
     return [round(max(low, value * (1 - spread)), 4), round(min(high, value * (1 + spread)), 4)]
-
-
-def _lights(config: GenerationConfig, field: str, empty: float) -> float:
-    lights = config.lights
-    value = getattr(lights, field) if lights is not None else None
-    return empty if value is None else float(sum(value) / 2)
 
 
 def _resolution_overrides(scale: float, config: GenerationConfig) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def _resolution_overrides(scale: float, config: GenerationConfig) -> dict[str, A
 
 
 def _resolution_read(config: GenerationConfig) -> float:
-    effects = _effects(config)
+    effects = config.camera_effects
     if effects is None or effects.height_px is None:
         return 1.0
     return round(sum(effects.height_px) / 2 / config.crop.height_px, 4)
@@ -114,15 +114,15 @@ ATTRIBUTES: dict[str, Attribute] = {a.name: a for a in [
               lambda c: float(c.crop.margin_px),
               lambda v, c: {"crop": {"margin_px": int(round(v))}}, (0.0, 4.0, 10.0, 20.0)),
     Attribute("sun_temperature_k", "the sun's colour temperature (lights.sun_temperature_k, "
-              "+-5%)", True, lambda c: _lights(c, "sun_temperature_k", 6500.0),
+              "+-5%)", True, _light("sun_temperature_k", 6500.0),
               lambda v, c: {"lights": {"sun_temperature_k": _around(v, 0.05, 1000)}},
               (3000.0, 4000.0, 5000.0, 6500.0, 9000.0)),
     Attribute("sun_strength", "the sun's strength (lights.sun_strength, +-25%)", True,
-              lambda c: _lights(c, "sun_strength", DEFAULT_SUN_STRENGTH),
+              _light("sun_strength", DEFAULT_SUN_STRENGTH),
               lambda v, c: {"lights": {"sun_strength": _around(v, 0.25)}},
               (1.0, 2.0, 2.75, 4.0, 6.0)),
     Attribute("ambient", "the world light's strength (lights.ambient, +-25%)", True,
-              lambda c: _lights(c, "ambient", DEFAULT_AMBIENT),
+              _light("ambient", DEFAULT_AMBIENT),
               lambda v, c: {"lights": {"ambient": _around(v, 0.25)}},
               (0.2, 0.4, 0.65, 1.0, 1.5)),
     Attribute("focal_mm", "the lens' focal length (camera.focal_mm, +-10%)", True,

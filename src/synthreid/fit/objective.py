@@ -63,9 +63,9 @@ def _detail(luminance: torch.Tensor, size: int) -> torch.Tensor:
     return (luminance - blurred).abs().mean(dim=(1, 2))
 
 
-def crop_statistics(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
-    """(N, d) statistics of RGB uint8 crops of any size."""
-    batch = _batch(images, size)
+def crop_statistics(images: list[np.ndarray], batch: torch.Tensor) -> torch.Tensor:
+    """(N, d) statistics of RGB uint8 crops of any size and of `batch`, the same crops at the
+    common size."""
     x = (batch + 1) / 2
     luminance = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
     bands = torch.stack([b.mean(dim=(1, 2)) for b in luminance.chunk(4, dim=1)], 1)
@@ -115,26 +115,24 @@ class _Measure:
     """One description of crops (statistics or random features), standardised by the
     target's spread, and its distance to the target's."""
 
-    def __init__(self, kind: str, target: list[np.ndarray], size: tuple[int, int]) -> None:
-        self.size = size
+    def __init__(self, kind: str, target: list[np.ndarray], batch: torch.Tensor) -> None:
         self.network = RandomFeatures() if kind == "random-features" else None
-        described = self._describe(target)
+        described = self._describe(target, batch)
         self.centre = described.mean(dim=0)
         self.scale = described.std(dim=0).clamp_min(1e-3)
         self.target = self._standard(described)
         self.bandwidth = median_bandwidth(self.target)  # fixed: distances stay comparable
 
-    def _describe(self, images: list[np.ndarray]) -> torch.Tensor:
+    def _describe(self, images: list[np.ndarray], batch: torch.Tensor) -> torch.Tensor:
         if self.network is None:
-            return crop_statistics(images, self.size)
-        return torch.cat([self.network(_batch(images[i:i + 64], self.size))
-                          for i in range(0, len(images), 64)])
+            return crop_statistics(images, batch)
+        return torch.cat([self.network(batch[i:i + 64]) for i in range(0, len(batch), 64)])
 
     def _standard(self, described: torch.Tensor) -> torch.Tensor:
         return (described - self.centre) / self.scale
 
-    def distance(self, images: list[np.ndarray]) -> float:
-        described = self._standard(self._describe(images))
+    def distance(self, images: list[np.ndarray], batch: torch.Tensor) -> float:
+        described = self._standard(self._describe(images, batch))
         if self.network is None:
             return mmd(described, self.target, self.bandwidth)
         return kid(described, self.target)
@@ -147,10 +145,10 @@ class Objective:
     def __init__(self, name: str, target: list[np.ndarray]) -> None:
         if len(target) < 2:
             raise ValueError("the objective needs at least 2 target crops")
-        self.name = name
-        size = common_size(target)
+        self.size = common_size(target)
+        batch = _batch(target, self.size)  # resized once, for every measure
         kinds = ("statistics", "random-features") if name == "combined" else (name,)
-        self.measures = [_Measure(kind, target, size) for kind in kinds]
+        self.measures = [_Measure(kind, target, batch) for kind in kinds]
         self.references: list[float] | None = None if name == "combined" else [1.0]
 
     @property
@@ -158,15 +156,19 @@ class Objective:
         return self.references is not None
 
     def calibrate(self, preset_crops: list[np.ndarray]) -> None:
-        self.references = [max(_root(m.distance(preset_crops)), 1e-6) for m in self.measures]
+        batch = _batch(preset_crops, self.size)
+        self.references = [max(_root(m.distance(preset_crops, batch)), 1e-6)
+                           for m in self.measures]
 
     def distance(self, images: list[np.ndarray]) -> float:
         if self.references is None:
             raise RuntimeError("a combined objective is calibrated on the preset's renders "
                                "before its first distance")
+        batch = _batch(images, self.size)  # resized once, for every measure
         if len(self.measures) == 1:
-            return self.measures[0].distance(images)
-        return sum(_root(m.distance(images)) / r for m, r in zip(self.measures, self.references))
+            return self.measures[0].distance(images, batch)
+        return sum(_root(m.distance(images, batch)) / r
+                   for m, r in zip(self.measures, self.references))
 
 
 def _root(squared: float) -> float:

@@ -36,8 +36,12 @@ def image_statistics(images: torch.Tensor) -> torch.Tensor:
 
 def median_bandwidth(samples: torch.Tensor) -> float:
     """The median squared pairwise distance of samples (n, d): the Gaussian kernel's scale."""
-    distances = torch.cdist(samples.double(), samples.double()) ** 2
-    return float(distances[distances > 0].median()) if (distances > 0).any() else 1.0
+    return _median_positive(torch.cdist(samples.double(), samples.double()) ** 2)
+
+
+def _median_positive(distances: torch.Tensor) -> float:
+    positive = distances[distances > 0]
+    return float(positive.median()) if len(positive) else 1.0
 
 
 def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> float:
@@ -47,7 +51,7 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> flo
     pooled = torch.cat([x, y]).double()
     distances = torch.cdist(pooled, pooled) ** 2
     if bandwidth is None:
-        bandwidth = median_bandwidth(pooled)
+        bandwidth = _median_positive(distances)
     kernel = torch.exp(-distances / bandwidth)
     n = len(x)
     return float(kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean())
