@@ -567,6 +567,8 @@ def refiner_train(
         True, help="score identity and realism at every checkpoint and choose one (chosen.pt)"),
     identity_margin: float = typer.Option(
         10.0, help="rank-1 points a chosen checkpoint may lose against the unrefined set"),
+    settings: list[str] = typer.Option(None, "--set", help="any refiner config field, as "
+                                       "KEY=VALUE with a YAML value, e.g. colour_weight=5"),
     resume: bool = typer.Option(False, help="continue the run in --out (same settings)"),
     overwrite: bool = typer.Option(False, help="replace the run in --out"),
 ) -> None:
@@ -578,12 +580,13 @@ def refiner_train(
 
     with _one_line_errors():
         height, width = _size(size)
-        config = validate_model(RefinerConfig, dict(
+        config = validate_model(RefinerConfig, {**dict(
             source=source, target=target, out=str(out), method=method, height=height,
             width=width, iterations=iterations, blocks=blocks, batch_size=batch_size, lr=lr,
             mask_weight=mask_weight, identity_weight=identity_weight, sample_every=sample_every,
             checkpoint_every=checkpoint_every, seed=seed, identity_check=identity_check,
-            identity_margin=identity_margin), "refiner train")
+            identity_margin=identity_margin), **_dotted_settings(settings or [])},
+            "refiner train")
         trainer = RefinerTrainer(config)
         if trainer.open(resume=resume, overwrite=overwrite):
             console.print(f"resuming after iteration {trainer.iteration}")

@@ -20,6 +20,9 @@ class RefinerConfig(Strict):
     height: int = Field(128, ge=32, le=MAX_SIDE_PX)
     width: int = Field(64, ge=32, le=MAX_SIDE_PX)  # the 70x70 PatchGAN needs 32 pixels a side
     blocks: Literal[6, 9] = 6  # residual blocks in G (9 in the reference at 256 px)
+    # G (and F) output input + change, starting as the identity (networks.py); False: the
+    # reference's tanh output from random weights.
+    residual: bool = False
     ngf: int = Field(64, ge=8)
     ndf: int = Field(64, ge=8)
     batch_size: int = Field(1, ge=1)

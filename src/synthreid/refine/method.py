@@ -23,7 +23,7 @@ Terms = dict[str, torch.Tensor]  # named loss terms of one step, summed for the 
 
 
 def build_generator(config: RefinerConfig) -> ResnetGenerator:
-    return ResnetGenerator(ngf=config.ngf, blocks=config.blocks)
+    return ResnetGenerator(ngf=config.ngf, blocks=config.blocks, residual=config.residual)
 
 
 class RefinerMethod:

@@ -29,10 +29,17 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """c7s1-64, d128, d256, `blocks` x R256, u128, u64, c7s1-3 (tanh): images in [-1, 1]."""
+    """c7s1-64, d128, d256, `blocks` x R256, u128, u64, c7s1-3 (tanh): images in [-1, 1].
 
-    def __init__(self, channels: int = 3, ngf: int = 64, blocks: int = 9) -> None:
+    `residual`: the last convolution's output is added to the input instead (then clipped to
+    [-1, 1]), and that convolution starts at zero, so G starts as the identity and training
+    learns what to change: the reference's G starts from noise, and in a short run never gets
+    back to the person it was given."""
+
+    def __init__(self, channels: int = 3, ngf: int = 64, blocks: int = 9,
+                 residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), _norm(ngf),
                                    nn.ReLU(True)]
         width = ngf
@@ -45,11 +52,17 @@ class ResnetGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1,
                                           output_padding=1), _norm(width // 2), nn.ReLU(True)]
             width //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7)]
+        if not residual:
+            layers.append(nn.Tanh())
         self.model = nn.Sequential(*layers)
         init_weights(self)
+        if residual:
+            nn.init.zeros_(layers[-1].weight)
 
     def forward(self, x):
+        if self.residual:
+            return (x + self.model(x)).clamp(-1.0, 1.0)
         return self.model(x)
 
 
