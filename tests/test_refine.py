@@ -237,12 +237,12 @@ def test_refine_keeps_layout_labels_and_masks(domains, tmp_path):
     red, _ = domains
     runner = CliRunner()
     trained = runner.invoke(app, [
-        "refiner", "train", "--source", f"synthetic:{red}", "--target", f"synthetic:{red}",
+        "refiner", "train", "--data", f"synthetic:{red}", "--target", f"synthetic:{red}",
         "--out", str(tmp_path / "r"), "--size", f"{H}x{W}", "--iterations", "2",
         "--sample-every", "2", "--checkpoint-every", "2", "--no-identity-check"])
     assert trained.exit_code == 0, trained.output
     out = tmp_path / "refined"
-    args = ["refine", "--refiner", str(tmp_path / "r" / "last.pt"), "--data",
+    args = ["refine", "--model", str(tmp_path / "r" / "last.pt"), "--data",
             f"synthetic:{red}", "--out", str(out), "--batch-size", "5"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -256,12 +256,12 @@ def test_refine_keeps_layout_labels_and_masks(domains, tmp_path):
             assert new.mask.read_bytes() == old.mask.read_bytes()
     assert any(Image.open(n.path).tobytes() != Image.open(o.path).tobytes()
                for o, n in zip(source.train, refined.train))
-    again = runner.invoke(app, args)
+    again = runner.invoke(app, ["refine", "--refiner", *args[2:]])  # the spelling before
     assert "0 images refined (24 already there)" in again.output
     inside = runner.invoke(app, [*args[:-4], "--out", str(red / "refined")])
     assert inside.exit_code == 2 and "must lie outside the source dataset" in inside.output
     # Another refiner's images in --out are never kept as if they were this one's.
-    other = runner.invoke(app, [
+    other = runner.invoke(app, [  # --source: --data's spelling before
         "refiner", "train", "--source", f"synthetic:{red}", "--target", f"synthetic:{red}",
         "--out", str(tmp_path / "r2"), "--size", f"{H}x{W}", "--iterations", "2",
         "--sample-every", "2", "--checkpoint-every", "2", "--seed", "5", "--no-identity-check"])

@@ -551,8 +551,10 @@ app.add_typer(refiner_app, name="refiner")
 
 @refiner_app.command("train")
 def refiner_train(
-    source: str = typer.Option(..., help="generated images: LAYOUT:ROOT or a dataset .yaml"),
+    data: str = typer.Option(None, "--data", help="the generated images to refine: "
+                             "LAYOUT:ROOT or a dataset .yaml  [required]"),
     target: str = typer.Option(..., help="real images to imitate: LAYOUT:ROOT or a .yaml"),
+    source: str = typer.Option(None, "--source", hidden=True),  # --data's spelling before
     out: Path = typer.Option(..., "--out", "-o"),
     method: Method = typer.Option("cyclegan"),
     size: str = typer.Option("128x64", help="HEIGHTxWIDTH the refiner works at"),
@@ -579,6 +581,9 @@ def refiner_train(
     from synthreid.typed import validate_model
 
     with _one_line_errors():
+        source = data or source
+        if not source:
+            raise ConfigError("refiner train: give --data, the generated images to refine")
         height, width = _size(size)
         config = validate_model(RefinerConfig, {**dict(
             source=source, target=target, out=str(out), method=method, height=height,
@@ -600,8 +605,10 @@ def refiner_train(
 
 @app.command()
 def refine(
-    refiner: Path = typer.Option(..., help="a refiner checkpoint (chosen.pt, or last.pt)"),
+    model: Path = typer.Option(None, "--model", help="a refiner checkpoint (chosen.pt, or "
+                               "last.pt)  [required]"),
     data: str = typer.Option(..., "--data", help="the generated dataset: LAYOUT:ROOT or .yaml"),
+    refiner: Path = typer.Option(None, "--refiner", hidden=True),  # --model's spelling before
     out: Path = typer.Option(..., "--out", "-o"),
     batch_size: int = typer.Option(16, min=1),
     overwrite: bool = typer.Option(False, help="replace another refiner's images in --out"),
@@ -611,7 +618,9 @@ def refine(
     from synthreid.refine.apply import refine_dataset
 
     with _one_line_errors(), _shown() as show:
-        result = refine_dataset(refiner, data, out, batch_size, progress=show,
+        if not (model or refiner):
+            raise ConfigError("refine: give --model, a refiner checkpoint (chosen.pt)")
+        result = refine_dataset(model or refiner, data, out, batch_size, progress=show,
                                 overwrite=overwrite)
     console.print(f"{result.refined} images refined ({result.skipped} already there), "
                   f"{result.copied} other files copied, in {result.out}")
