@@ -7,7 +7,14 @@ import torch
 
 from synthreid.datasets import read_dataset
 from synthreid.datasets.toy import write_toy_market
-from synthreid.device import PRECISION_VARIABLE, Compute, choose_dtype, compute, requested_precision
+from synthreid.device import (
+    PRECISION_VARIABLE,
+    THREADS_VARIABLE,
+    Compute,
+    choose_dtype,
+    compute,
+    requested_precision,
+)
 from synthreid.evaluate import protocols
 from synthreid.reid.data import EvalImages
 from synthreid.reid.features import extract_features
@@ -37,6 +44,27 @@ def test_precision_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv(PRECISION_VARIABLE, "half")
     with pytest.raises(ValueError, match=f"{PRECISION_VARIABLE}='half'.*auto, fp32, bf16"):
         requested_precision()
+
+
+def test_the_thread_cap_comes_from_the_environment_or_the_command_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    from synthreid.cli import app
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(THREADS_VARIABLE, "1")
+        compute(CPU)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_VARIABLE, "none")
+        with pytest.raises(ValueError, match=f"{THREADS_VARIABLE}='none'.*whole number"):
+            compute(CPU)
+        monkeypatch.delenv(THREADS_VARIABLE)
+        result = CliRunner().invoke(app, ["--threads", "3", "presets"])
+        assert result.exit_code == 0 and __import__("os").environ[THREADS_VARIABLE] == "3"
+    finally:
+        monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+        torch.set_num_threads(before)
 
 
 def test_bf16_autocast_runs_a_convolution_in_bf16():

@@ -68,16 +68,24 @@ def main(
         None, "--precision",
         help="arithmetic of every network in this command (default: auto, or "
              "$SYNTHREID_PRECISION): bf16 autocast where the GPU or CPU computes bf16 natively"),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1,
+        help="math threads of every network in this command (default: every core, or "
+             "$SYNTHREID_THREADS); give each process sharing the cores its share"),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="print the version and exit"),
 ) -> None:
     """Artificial training data for person re-identification."""
-    if precision is not None:
-        import os
+    import os
 
+    if precision is not None:
         from synthreid.device import PRECISION_VARIABLE
 
         os.environ[PRECISION_VARIABLE] = precision.value
+    if threads is not None:
+        from synthreid.device import THREADS_VARIABLE
+
+        os.environ[THREADS_VARIABLE] = str(threads)
 
 
 @app.command()
