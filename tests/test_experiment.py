@@ -369,6 +369,20 @@ def test_the_real_dataset_and_sizes_are_checked_when_the_experiment_loads(tmp_pa
         load_experiment_config(few)
 
 
+def test_listing_stages_leaves_another_experiments_folder_as_it_was(tmp_path):
+    real = write_real(tmp_path / "real")
+    out = tmp_path / "out"
+    first = CliRunner().invoke(app, ["experiment", str(write_config(tmp_path / "a", real)),
+                                     "--out", str(out), "--list-stages"])
+    assert first.exit_code == 0 and "generate-IV" in first.output and not out.exists()
+    out.mkdir()
+    (out / "config.yaml").write_text("presets: [I]\n")
+    other = write_config(tmp_path / "b", real, presets=["IV"])
+    listed = CliRunner().invoke(app, ["experiment", str(other), "--out", str(out),
+                                      "--list-stages", "--overwrite"])
+    assert listed.exit_code == 0 and (out / "config.yaml").read_text() == "presets: [I]\n"
+
+
 def test_stage_settings_are_checked_when_the_experiment_loads(tmp_path):
     real = tmp_path / "real"
     typo = write_config(tmp_path / "a", real, reid={"settings": {"epochz": 3}})
@@ -388,6 +402,7 @@ def test_independent_stages_run_at_once_in_two_processes_then_the_rest(uninterru
     base = [sys.executable, "-m", "synthreid.cli", "experiment", str(config), "--out", str(out)]
     listed = subprocess.run([*base, "--list-stages", "--json"], capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
+    assert not out.exists()  # listing claims no folder
     stages = {row["name"]: row for row in json.loads(listed.stdout)}
     assert set(stages) == set(records(uninterrupted)) and not any(
         row["done"] for row in stages.values())

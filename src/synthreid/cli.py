@@ -705,7 +705,8 @@ def experiment(
 
     with _one_line_errors():
         # Checked before the progress display starts, so a bad config or --out stays one line.
-        experiment = open_experiment(config, out, real, say=console.print, overwrite=overwrite)
+        experiment = open_experiment(config, out, real, say=console.print, overwrite=overwrite,
+                                     claim=not list_stages)
         if list_stages:
             table = experiment.stage_table()
             if as_json:

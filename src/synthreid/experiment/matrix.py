@@ -383,11 +383,13 @@ def stage_lock(stage: Stage):
 def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | None = None,
                     real: str | None = None, say: Callable[[str], None] = print,
                     progress: Reporter | None = None,
-                    title: str | None = None, overwrite: bool = False) -> Experiment:
+                    title: str | None = None, overwrite: bool = False,
+                    claim: bool = True) -> Experiment:
     """An experiment (a config or its YAML file) checked, planned and given its folder `out`
     (default: out/experiments/<config name>), before any stage runs. An `out` holding another
     experiment (its config.yaml differs) is refused unless `overwrite`: its config and report
-    are then replaced, while its stages stay (keyed by their settings, reused where equal)."""
+    are then replaced, while its stages stay (keyed by their settings, reused where equal).
+    `claim=False` (listing stages) writes nothing."""
     from synthreid import atomic
     from synthreid.experiment.config import load_experiment_config
     from synthreid.typed import dump_config
@@ -409,6 +411,8 @@ def open_experiment(config: str | Path | ExperimentConfig, out: str | Path | Non
                           f"there (finished stages are reused by key), or another folder")
     experiment = Experiment(config, out, say, progress)
     experiment.title = title or f"synthreid experiment: {name}"
+    if not claim:
+        return experiment
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
