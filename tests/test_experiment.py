@@ -383,6 +383,44 @@ def test_listing_stages_leaves_another_experiments_folder_as_it_was(tmp_path):
     assert listed.exit_code == 0 and (out / "config.yaml").read_text() == "presets: [I]\n"
 
 
+def test_a_refiner_that_kept_no_identity_ends_its_branch_not_the_experiment(tmp_path):
+    """Its refine stage finishes judged (no dataset); every model of its images, and what
+    follows them, is left out and says why, in the listing, the report and `--stage`; the other
+    rows run."""
+    real = tmp_path / "real"
+    refiners = json.loads(json.dumps(TINY["refiners"]))
+    refiners["methods"] = {"IV": ["cyclegan"]}
+    refiners["settings"]["identity_margin"] = 0  # 4 iterations from noise keep none
+    reid = json.loads(json.dumps(TINY["reid"]))
+    reid["settings"].update(epochs=2, milestones=[1])
+    config = write_config(tmp_path, real, refiners=refiners, reid=reid, mixed=[],
+                          finetune=["refined-IV-cyclegan"])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    done = records(out)
+    assert done["refine-IV-cyclegan"]["result"]["dataset"] is None
+    assert done["refine-IV-cyclegan"]["result"]["choice"]["chosen"] is None
+    assert {"model-generated-IV", "model-real", "evaluate-generated-IV-on-real"} <= set(done)
+    left = {"model-refined-IV-cyclegan", "evaluate-refined-IV-cyclegan-on-real",
+            "evaluate-refined-IV-cyclegan-on-own", "model-finetuned-refined-IV-cyclegan",
+            "evaluate-finetuned-refined-IV-cyclegan-on-real"}
+    assert not left & set(done)
+    assert "left out: model-finetuned-refined-IV-cyclegan (refine-IV-cyclegan kept no " \
+           "identity)" in " ".join(result.output.split())
+    report = (out / "report.md").read_text()
+    assert "Left out: model-refined-IV-cyclegan (refine-IV-cyclegan kept no identity)" in report
+    assert "none kept identity" in report
+    listed = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out),
+                                      "--list-stages", "--json"])
+    rows = {r["name"]: r for r in json.loads(listed.output)}
+    assert {n for n, r in rows.items() if r["left_out"]} == left
+    refused = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out),
+                                       "--stage", "model-refined-IV-cyclegan"])
+    assert refused.exit_code == 2 and "left out, refine-IV-cyclegan kept no identity" in \
+        refused.output
+
+
 def test_stage_settings_are_checked_when_the_experiment_loads(tmp_path):
     real = tmp_path / "real"
     typo = write_config(tmp_path / "a", real, reid={"settings": {"epochz": 3}})

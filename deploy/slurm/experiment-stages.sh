@@ -14,7 +14,8 @@ ready() {  # stages not done whose inputs all are
 import json, sys
 rows = json.load(sys.stdin)
 done = {r["name"] for r in rows if r["done"]}
-print(" ".join(r["name"] for r in rows if not r["done"] and set(r["needs"]) <= done))'
+print(" ".join(r["name"] for r in rows
+               if not r["done"] and not r["left_out"] and set(r["needs"]) <= done))'
 }
 
 while true; do

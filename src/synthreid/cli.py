@@ -715,8 +715,9 @@ def experiment(
                 typer.echo(json.dumps(table, indent=1))
             else:
                 for row in table:
-                    typer.echo(f"{row['name']}  {row['kind']}  {row['key']}  "
-                               f"{'done' if row['done'] else 'to do'}  needs: "
+                    state = "done" if row["done"] else \
+                        f"left out ({row['left_out']})" if row["left_out"] else "to do"
+                    typer.echo(f"{row['name']}  {row['kind']}  {row['key']}  {state}  needs: "
                                f"{', '.join(row['needs']) or '-'}")
             return
         with _shown() as experiment.progress:
@@ -728,6 +729,8 @@ def experiment(
             console.print(f"stage {stage} finished in {experiment.out}")
             return
         report = experiment.report
+    for name, why in experiment.skipped.items():
+        console.print(f"left out: {name} ({why})")
     console.print(f"report: {report['md']} and {report['html']}")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from synthreid.errors import ConfigError, EvaluationError, JobError
+from synthreid.errors import ConfigError, EvaluationError, JobError, RefineError
 from synthreid.experiment.config import ExperimentConfig, preset_label
 from synthreid.experiment.stages import Stage, run_stage
 from synthreid.made_by import usable_folder
@@ -137,6 +137,7 @@ class Experiment:
         self.plan = plan_experiment(config, self.out)
         self.say, self.progress = say, progress
         self.results: dict[str, dict[str, Any]] = {}
+        self.skipped: dict[str, str] = {}  # stage name -> why it is left out
         self.report: dict[str, Path] = {}  # report.md and report.html, once written
         self.title = "synthreid experiment"
 
@@ -157,12 +158,27 @@ class Experiment:
         total = len(self.plan.stages)
         for index, stage in enumerate(self.plan.stages):
             report(self.progress, "stages", index, total)
-            with stage_lock(stage):
-                self.results[stage.name] = run_stage(stage, self._works[stage.kind])
+            if self.left_out(stage) is None:
+                with stage_lock(stage):
+                    self.results[stage.name] = run_stage(stage, self._works[stage.kind])
             report(self.progress, "stages", index + 1, total)
         self.report = write_experiment_report(self.plan.stages, self.results, self.out,
-                                              dump_config(self.config), title=self.title)
+                                              dump_config(self.config), title=self.title,
+                                              left_out=self.skipped)
         return self.results
+
+    def left_out(self, stage: Stage) -> str | None:
+        """Why `stage` is not run (an input's refiner kept no identity), or None; finished
+        inputs are read from their records. Remembered in `skipped`."""
+        for needed in stage.inputs:
+            if needed.name in self.skipped:
+                self.skipped[stage.name] = self.skipped[needed.name]
+                break
+            if needed.kind == "refine" and needed.done and \
+                    needed.record()["result"].get("dataset") is None:
+                self.skipped[stage.name] = f"{needed.name} kept no identity"
+                break
+        return self.skipped.get(stage.name)
 
     @property
     def _works(self) -> dict[str, Callable[[Stage], dict[str, Any]]]:
@@ -172,8 +188,8 @@ class Experiment:
     def stage_table(self) -> list[dict[str, Any]]:
         """Every stage with its key, kind, the stages it needs and whether it is finished."""
         return [{"name": s.name, "kind": s.kind, "key": s.key,
-                 "needs": [i.name for i in s.inputs], "done": s.done}
-                for s in self.plan.stages]
+                 "needs": [i.name for i in s.inputs], "done": s.done,
+                 "left_out": self.left_out(s)} for s in self.plan.stages]
 
     def run_one(self, name: str) -> dict[str, Any]:
         """One stage whose inputs are finished (in another process, on another machine that
@@ -185,6 +201,8 @@ class Experiment:
         missing = [s.name for s in stage.inputs if not s.done]
         if missing:
             raise ConfigError(f"--stage {name}: needs {', '.join(missing)} finished first")
+        if self.left_out(stage):
+            raise ConfigError(f"--stage {name}: left out, {self.skipped[name]} (nothing to run)")
         for needed in stage.inputs:
             self.results[needed.name] = needed.record()["result"]
         with stage_lock(stage):
@@ -263,17 +281,26 @@ class Experiment:
         if trainer.open(resume=True):
             stage.log(f"resuming the refiner after iteration {trainer.iteration}")
         trainer.fit(lambda event: self._inner(stage, event.done, config.iterations))
-        refined = stage.folder / "dataset"
-        checkpoint = trainer.checkpoint_to_use()
-        result = refine_dataset(checkpoint, source, refined)
-        stage.log(f"refined {result.refined} images with {checkpoint.name} "
-                  f"({result.skipped} already there)")
         samples = sorted((stage.folder / "refiner" / "samples").glob("*.png"))
         choice = stage.folder / "refiner" / "choice.json"
-        return {"dataset": f"synthetic:{refined}", "samples": str(samples[-1]) if samples else None,
-                "checkpoints": str(stage.folder / "refiner" / "checkpoints.csv")
-                if choice.exists() else None,
-                "choice": json.loads(choice.read_text()) if choice.exists() else None}
+        result = {"dataset": None, "samples": str(samples[-1]) if samples else None,
+                  "checkpoints": str(stage.folder / "refiner" / "checkpoints.csv")
+                  if choice.exists() else None,
+                  "choice": json.loads(choice.read_text()) if choice.exists() else None}
+        try:
+            checkpoint = trainer.checkpoint_to_use()
+        except RefineError as error:
+            # The refiner is judged, not failed: its branch of the matrix ends here (every
+            # model of its images is left out, and says why) while the other rows go on.
+            stage.log(str(error))
+            self.say(f"{stage.name}: no checkpoint kept identity; the models of its images "
+                     f"are left out (see {result['checkpoints']})")
+            return result
+        refined = stage.folder / "dataset"
+        written = refine_dataset(checkpoint, source, refined)
+        stage.log(f"refined {written.refined} images with {checkpoint.name} "
+                  f"({written.skipped} already there)")
+        return {**result, "dataset": f"synthetic:{refined}"}
 
     # -- re-id ------------------------------------------------------------------------------
 

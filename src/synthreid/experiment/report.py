@@ -262,7 +262,8 @@ def _sample_grid(spec: str, path: Path, people: int = 12) -> Path | None:
 def _contact_sheets(stages: list[Stage], results: dict[str, dict], figures: Path) -> list[Block]:
     sheets: list[Block] = []
     for stage in stages:
-        if stage.kind in ("generate", "refine") and stage.name in results:
+        if stage.kind in ("generate", "refine") and (results.get(stage.name) or {}).get(
+                "dataset"):
             name = stage.name.replace("generate-", "generated-").replace("refine-", "refined-")
             sheet = _sample_grid(results[stage.name]["dataset"], figures / f"sheet-{name}.png")
             if sheet:
@@ -514,9 +515,14 @@ RECORD_TABLES = ("Stages", "Versions", "Generation as it ran",
 
 
 def write_experiment_report(stages: list[Stage], results: dict[str, dict], out: Path,
-                            config_text: str, title: str = "synthreid experiment") -> dict:
-    """report.md, report.html, and summary.md (the result tables alone, as the demo prints)."""
+                            config_text: str, title: str = "synthreid experiment",
+                            left_out: dict[str, str] | None = None) -> dict:
+    """report.md, report.html, and summary.md (the result tables alone, as the demo prints);
+    `left_out`: stages not run, with why (their rows are missing from every table)."""
     blocks = build_blocks(stages, results, out, config_text)
+    if left_out:
+        blocks[0:0] = [("p", "Left out: " + "; ".join(
+            f"{name} ({why})" for name, why in left_out.items()) + ".")]
     tables = [b for b in blocks if isinstance(b, Table) and b.title not in RECORD_TABLES]
     summary = "\n".join(f"{t.title}\n\n" + to_markdown([t], "", out).split("\n", 2)[2]
                         for t in tables)
