@@ -4,6 +4,7 @@ exact resume, and refining a dataset without touching its labels."""
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -277,3 +278,17 @@ def test_refine_keeps_layout_labels_and_masks(domains, tmp_path):
     foreign = runner.invoke(app, [*args[:-4], "--out", str(tmp_path / "mine"), "--overwrite"])
     assert foreign.exit_code == 2 and "no synthreid command made" in foreign.output
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_refiner_train_sets_any_config_field(domains, tmp_path):
+    red, _ = domains
+    base = ["refiner", "train", "--data", f"synthetic:{red}", "--target", f"synthetic:{red}",
+            "--size", f"{H}x{W}", "--iterations", "1", "--no-identity-check"]
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "r"), "--set",
+                                      "residual=true", "--set", "colour_weight=0.5",
+                                      "--set", "ngf=8"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["residual"] is True and saved["colour_weight"] == 0.5 and saved["ngf"] == 8
+    typo = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "t"), "--set", "residul=1"])
+    assert typo.exit_code == 2 and "residul" in typo.output
