@@ -560,7 +560,7 @@ app.add_typer(refiner_app, name="refiner")
 @refiner_app.command("train")
 def refiner_train(
     data: str = typer.Option(None, "--data", help="the generated images to refine: "
-                             "LAYOUT:ROOT or a dataset .yaml  [required]"),
+                             "LAYOUT:ROOT or a dataset .yaml (required)"),
     target: str = typer.Option(..., help="real images to imitate: LAYOUT:ROOT or a .yaml"),
     source: str = typer.Option(None, "--source", hidden=True),  # --data's spelling before
     out: Path = typer.Option(..., "--out", "-o"),
@@ -614,7 +614,7 @@ def refiner_train(
 @app.command()
 def refine(
     model: Path = typer.Option(None, "--model", help="a refiner checkpoint (chosen.pt, or "
-                               "last.pt)  [required]"),
+                               "last.pt) (required)"),
     data: str = typer.Option(..., "--data", help="the generated dataset: LAYOUT:ROOT or .yaml"),
     refiner: Path = typer.Option(None, "--refiner", hidden=True),  # --model's spelling before
     out: Path = typer.Option(..., "--out", "-o"),
