@@ -383,6 +383,7 @@ def test_listing_stages_leaves_another_experiments_folder_as_it_was(tmp_path):
     assert listed.exit_code == 0 and (out / "config.yaml").read_text() == "presets: [I]\n"
 
 
+@pytest.mark.slow
 def test_a_refiner_that_kept_no_identity_ends_its_branch_not_the_experiment(tmp_path):
     """Its refine stage finishes judged (no dataset); every model of its images, and what
     follows them, is left out and says why, in the listing, the report and `--stage`; the other
