@@ -1,5 +1,5 @@
 """Two re-id trainings on the same cores: each with PyTorch's default threads (every core)
-against each capped to its share (`SYNTHREID_THREADS`), beside one training alone.
+against each capped to its share (`SYNTHREID_TORCH_THREADS`), beside one training alone.
 
     python benchmarks/concurrent_training.py [--steps 6] [--processes 2]
 
@@ -23,15 +23,15 @@ def one_process(steps: int) -> None:
 
     from synthreid.device import compute
 
-    arithmetic = compute()  # applies SYNTHREID_THREADS
+    arithmetic = compute()  # applies SYNTHREID_TORCH_THREADS
     print(rate(reid_step("inception", 128, 64, arithmetic, 32), 32, steps), flush=True)
 
 
 def run(count: int, steps: int, threads: int | None) -> list[float]:
     env = dict(os.environ)
-    env.pop("SYNTHREID_THREADS", None)
+    env.pop("SYNTHREID_TORCH_THREADS", None)
     if threads is not None:
-        env["SYNTHREID_THREADS"] = str(threads)
+        env["SYNTHREID_TORCH_THREADS"] = str(threads)
     procs = [subprocess.Popen([sys.executable, __file__, "--one", str(steps)], env=env,
                               stdout=subprocess.PIPE, text=True, cwd=HERE)
              for _ in range(count)]

@@ -9,7 +9,6 @@ from synthreid.datasets import read_dataset
 from synthreid.datasets.toy import write_toy_market
 from synthreid.device import (
     PRECISION_VARIABLE,
-    THREADS_VARIABLE,
     Compute,
     choose_dtype,
     compute,
@@ -19,6 +18,7 @@ from synthreid.evaluate import protocols
 from synthreid.reid.data import EvalImages
 from synthreid.reid.features import extract_features
 from synthreid.reid.model import ModelArgs, ReidModel
+from synthreid.threads import THREADS_VARIABLE
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -60,8 +60,12 @@ def test_the_thread_cap_comes_from_the_environment_or_the_command_line(monkeypat
         with pytest.raises(ValueError, match=f"{THREADS_VARIABLE}='none'.*whole number"):
             compute(CPU)
         monkeypatch.delenv(THREADS_VARIABLE)
-        result = CliRunner().invoke(app, ["--threads", "3", "presets"])
+        result = CliRunner().invoke(app, ["--torch-threads", "3", "presets"])
         assert result.exit_code == 0 and __import__("os").environ[THREADS_VARIABLE] == "3"
+        assert torch.get_num_threads() == 3  # from the command's start, whatever it runs
+        monkeypatch.setenv(THREADS_VARIABLE, "0")
+        refused = CliRunner().invoke(app, ["presets"])
+        assert refused.exit_code == 2 and f"{THREADS_VARIABLE}='0'" in refused.output
     finally:
         monkeypatch.delenv(THREADS_VARIABLE, raising=False)
         torch.set_num_threads(before)

@@ -24,7 +24,7 @@ while true; do
   printf '%s\n' "${STAGES[@]}" > "$OUT/.wave"
   # One task per ready stage; sbatch --wait returns when the whole array has ended. Each
   # task's math threads are its cores, so tasks sharing a node do not thrash.
-  SYNTHREID_THREADS="${CPUS:-8}" sbatch --export=ALL --wait --array=0-$(( ${#STAGES[@]} - 1 )) --cpus-per-task="${CPUS:-8}" \
+  SYNTHREID_TORCH_THREADS="${CPUS:-8}" sbatch --export=ALL --wait --array=0-$(( ${#STAGES[@]} - 1 )) --cpus-per-task="${CPUS:-8}" \
     --job-name=synthreid-stage --wrap \
     "synthreid experiment ${ARGS[*]} --stage \$(sed -n \"\$((SLURM_ARRAY_TASK_ID + 1))p\" $OUT/.wave)"
 done

@@ -69,9 +69,9 @@ def main(
         help="arithmetic of every network in this command (default: auto, or "
              "$SYNTHREID_PRECISION): bf16 autocast where the GPU or CPU computes bf16 natively"),
     threads: Optional[int] = typer.Option(
-        None, "--threads", min=1,
+        None, "--torch-threads", min=1,
         help="math threads of every network in this command (default: every core, or "
-             "$SYNTHREID_THREADS); give each process sharing the cores its share"),
+             "$SYNTHREID_TORCH_THREADS); give each process sharing the cores its share"),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="print the version and exit"),
 ) -> None:
@@ -82,10 +82,14 @@ def main(
         from synthreid.device import PRECISION_VARIABLE
 
         os.environ[PRECISION_VARIABLE] = precision.value
-    if threads is not None:
-        from synthreid.device import THREADS_VARIABLE
+    from synthreid.threads import THREADS_VARIABLE, apply_thread_cap
 
+    if threads is not None:
         os.environ[THREADS_VARIABLE] = str(threads)
+    try:
+        apply_thread_cap()  # every torch use of this command, from its start
+    except ValueError as error:
+        _fail(error)
 
 
 @app.command()

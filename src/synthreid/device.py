@@ -6,11 +6,7 @@ bf16 is chosen on CUDA and on CPUs whose oneDNN reports native bf16 (AVX-512 BF1
 a CPU without it (AVX2 only, e.g. AMD Zen 3) PyTorch emulates bf16 and a training step runs
 ten times slower than in fp32, so `auto` keeps fp32 there. `SYNTHREID_PRECISION=fp32|bf16|auto`
 (or `synthreid --precision`) overrides the choice for every stage of a process.
-
-Threads: PyTorch takes every core it sees, so two trainings (or a training beside a render) on
-the same cores each run many times slower than alone (benchmarks/concurrent_training.py).
-`SYNTHREID_THREADS=N` (or `synthreid --threads N`) caps this process' math threads; give each
-of the processes sharing a machine its share of the cores.
+The thread cap (`threads.py`) is applied here too, before any network is built.
 """
 
 from __future__ import annotations
@@ -22,10 +18,11 @@ from typing import Literal, get_args
 
 import torch
 
+from synthreid.threads import apply_thread_cap
+
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 PRECISION_VARIABLE = "SYNTHREID_PRECISION"
-THREADS_VARIABLE = "SYNTHREID_THREADS"
 
 
 def torch_device() -> torch.device:
@@ -46,26 +43,6 @@ def requested_precision() -> Precision:
         raise ValueError(f"{PRECISION_VARIABLE}={value!r}: expected one of "
                          f"{', '.join(PRECISIONS)}")
     return value  # type: ignore[return-value]
-
-
-def requested_threads() -> int | None:
-    """The thread cap `SYNTHREID_THREADS` asks for, or None (PyTorch's default: every core)."""
-    value = os.environ.get(THREADS_VARIABLE, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{THREADS_VARIABLE}={value!r}: expected a whole number of threads "
-                         f">= 1")
-    return int(value)
-
-
-def apply_thread_cap() -> int:
-    """Cap PyTorch's math threads as `SYNTHREID_THREADS` asks (before any work starts); the
-    number of threads in use."""
-    threads = requested_threads()
-    if threads is not None and threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
 
 
 def choose_dtype(device: torch.device, precision: Precision, native: bool) -> torch.dtype:

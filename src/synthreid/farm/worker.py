@@ -45,6 +45,7 @@ from synthreid.farm.storage import Storage, attempt_prefix
 from synthreid.scene.backgrounds import asset_cache
 from synthreid.scene.config import config_from_dict
 from synthreid.scene.spec import CharacterSpec, ImageSpec
+from synthreid.threads import apply_thread_cap
 
 
 class JobLost(Exception):
@@ -298,6 +299,7 @@ def watch_parent(parent: int, stop: threading.Event, every_s: float = 1.0) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_thread_cap()  # the body model's torch math shares the cores with the renderer
     parser = argparse.ArgumentParser(description="Run one synthreid render worker.")
     parser.add_argument("--db", required=True)
     parser.add_argument("--storage", required=True)
