@@ -28,10 +28,12 @@ def one_process(steps: int) -> None:
 
 
 def run(count: int, steps: int, threads: int | None) -> list[float]:
+    from synthreid.threads import THREADS_VARIABLE
+
     env = dict(os.environ)
-    env.pop("SYNTHREID_TORCH_THREADS", None)
+    env.pop(THREADS_VARIABLE, None)
     if threads is not None:
-        env["SYNTHREID_TORCH_THREADS"] = str(threads)
+        env[THREADS_VARIABLE] = str(threads)
     procs = [subprocess.Popen([sys.executable, __file__, "--one", str(steps)], env=env,
                               stdout=subprocess.PIPE, text=True, cwd=HERE)
              for _ in range(count)]

@@ -420,6 +420,10 @@ def test_a_refiner_that_kept_no_identity_ends_its_branch_not_the_experiment(tmp_
                                        "--stage", "model-refined-IV-cyclegan"])
     assert refused.exit_code == 2 and "left out, refine-IV-cyclegan kept no identity" in \
         refused.output
+    further = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out), "--stage",
+                                       "evaluate-finetuned-refined-IV-cyclegan-on-real"])
+    assert further.exit_code == 2 and "left out, refine-IV-cyclegan kept no identity" in \
+        further.output
 
 
 def test_stage_settings_are_checked_when_the_experiment_loads(tmp_path):

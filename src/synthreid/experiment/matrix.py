@@ -137,7 +137,7 @@ class Experiment:
         self.plan = plan_experiment(config, self.out)
         self.say, self.progress = say, progress
         self.results: dict[str, dict[str, Any]] = {}
-        self.skipped: dict[str, str] = {}  # stage name -> why it is left out
+        self.skipped: dict[str, str] = {}  # stage name -> why `run` left it out
         self.report: dict[str, Path] = {}  # report.md and report.html, once written
         self.title = "synthreid experiment"
 
@@ -158,9 +158,12 @@ class Experiment:
         total = len(self.plan.stages)
         for index, stage in enumerate(self.plan.stages):
             report(self.progress, "stages", index, total)
-            if self.left_out(stage) is None:
+            why = self.left_out(stage)
+            if why is None:
                 with stage_lock(stage):
                     self.results[stage.name] = run_stage(stage, self._works[stage.kind])
+            else:
+                self.skipped[stage.name] = why
             report(self.progress, "stages", index + 1, total)
         self.report = write_experiment_report(self.plan.stages, self.results, self.out,
                                               dump_config(self.config), title=self.title,
@@ -168,17 +171,16 @@ class Experiment:
         return self.results
 
     def left_out(self, stage: Stage) -> str | None:
-        """Why `stage` is not run (an input's refiner kept no identity), or None; finished
-        inputs are read from their records. Remembered in `skipped`."""
+        """Why `stage` is not run: a refiner upstream of it, finished, kept no identity; else
+        None. Read from the finished stages' records, so any process asks it alike."""
         for needed in stage.inputs:
-            if needed.name in self.skipped:
-                self.skipped[stage.name] = self.skipped[needed.name]
-                break
             if needed.kind == "refine" and needed.done and \
                     needed.record()["result"].get("dataset") is None:
-                self.skipped[stage.name] = f"{needed.name} kept no identity"
-                break
-        return self.skipped.get(stage.name)
+                return f"{needed.name} kept no identity"
+            why = self.left_out(needed)
+            if why is not None:
+                return why
+        return None
 
     @property
     def _works(self) -> dict[str, Callable[[Stage], dict[str, Any]]]:
@@ -198,11 +200,12 @@ class Experiment:
         if stage is None:
             raise ConfigError(f"--stage {name}: no such stage in this experiment "
                               f"(--list-stages lists them)")
+        why = self.left_out(stage)
+        if why is not None:
+            raise ConfigError(f"--stage {name}: left out, {why} (nothing to run)")
         missing = [s.name for s in stage.inputs if not s.done]
         if missing:
             raise ConfigError(f"--stage {name}: needs {', '.join(missing)} finished first")
-        if self.left_out(stage):
-            raise ConfigError(f"--stage {name}: left out, {self.skipped[name]} (nothing to run)")
         for needed in stage.inputs:
             self.results[needed.name] = needed.record()["result"]
         with stage_lock(stage):
