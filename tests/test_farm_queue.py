@@ -44,6 +44,27 @@ def test_plan_stores_everything_once_and_is_idempotent(db_url):
         run_id(engine, "nope")
 
 
+def test_claims_and_counts_keep_to_the_runs_asked_for(db_url):
+    """A worker asked for some runs (`fit`'s candidates in a database shared with a farm)
+    never takes another run's job, and the counts it waits on are those runs' alone."""
+    from synthreid.farm.db import job_counts
+    from synthreid.farm.supervisor import run_status
+
+    engine = planned(db_url, count=3, images_per=1, name="a")
+    for name in ("b", "theirs"):
+        plan_run(engine, name, load_config("I"), 3, 1, seed=5)
+    ours = [run_id(engine, "a"), run_id(engine, "b")]
+    taken = []
+    while (c := queue.claim(engine, "w", lease_s=60, run_ids=ours)) is not None:
+        taken.append(c.run_id)
+        queue.complete(engine, c, [])
+    assert sorted(taken) == sorted(ours * 3)
+    assert job_counts(engine, ours) == {"done": 6}
+    assert job_counts(engine, run_id(engine, "theirs")) == {"pending": 3}
+    assert run_status(engine, ours).outstanding == 0
+    assert run_status(engine).outstanding == 3
+
+
 def test_claims_are_exclusive_under_concurrency(db_url):
     engine = planned(db_url, count=40, images_per=1)
     claimed, lock = [], threading.Lock()

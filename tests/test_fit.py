@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from synthreid.cli import app
 from synthreid.errors import ConfigError
+from synthreid.evaluate.realism import Objective
+from synthreid.farm.db import run_id
 from synthreid.farm.plan import plan_run
+from synthreid.farm.supervisor import render_run, run_status
 from synthreid.fit.config import FitConfig
-from synthreid.fit.objective import Objective
 from synthreid.fit.renders import CandidateRenders
 from synthreid.fit.search import Fit
 from synthreid.scene.config import config_from_dict, load_config
@@ -60,10 +62,14 @@ def farm(tmp_path_factory):
     db, storage = f"sqlite:///{root / 'farm.db'}", str(root / "storage")
     hidden = config(HIDDEN)
     renders = CandidateRenders(db, storage, 12, 4, seed=99, workers=2)
-    # The farm renders the hidden settings with their effects (as a worker applies them), and
-    # the fit's clean run of the same people, in one go.
+    # The farm renders the hidden settings with their effects (as a worker applies them); the
+    # fit renders its clean run of the same people and leaves the farm's run alone (a shared
+    # database's other runs belong to their own workers and storage).
     plan_run(renders.engine, "hidden-with-effects", hidden, 12, 4, 99)
     renders.ensure([hidden])
+    farm_run = run_status(renders.engine, run_id(renders.engine, "hidden-with-effects"))
+    assert farm_run.images_done == 0 and farm_run.outstanding == 12
+    render_run(db, storage, workers=2, run="hidden-with-effects")
     target = root / "target"
     for folder in ("bounding_box_train", "bounding_box_test", "query"):
         (target / folder).mkdir(parents=True)

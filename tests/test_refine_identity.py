@@ -14,8 +14,8 @@ from synthreid.errors import RefineError
 from synthreid.refine.apply import refine_dataset
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import load_image
-from synthreid.refine.identity import IdentityProbe, choose_checkpoint, split_probe
-from synthreid.refine.realism import RealismMeter, mmd
+from synthreid.refine.identity import IdentityProbe, choose_checkpoint, rank1, split_probe
+from synthreid.refine.realism import RealismMeter
 from synthreid.refine.train import RefinerTrainer
 
 H, W = 64, 32
@@ -61,14 +61,19 @@ def images_of(root, folder="bounding_box_train"):
     return torch.stack([load_image(p, H, W) for p in sorted((root / folder).glob("*.png"))])
 
 
-def test_realism_distance_tells_one_camera_from_another(sets):
+def test_realism_is_fits_distance_relative_to_the_unrefined_images(sets):
     generated, camera = sets
     target, source = images_of(camera), images_of(generated)
     meter = RealismMeter(target[: len(target) // 2])
-    assert mmd(meter.target, meter.target) == pytest.approx(0, abs=1e-12)
+    meter.calibrate(source)
+    assert meter.distance(source) == pytest.approx(1.0)  # the unrefined images are the 1
     same_camera = meter.distance(target[len(target) // 2:])
-    other_camera = meter.distance(source)
-    assert other_camera > 5 * same_camera
+    assert same_camera < 0.5  # the target's own other images: far closer than the source
+    # The source moved towards the camera (its colour cast, its blur) comes closer.
+    cast = torch.tensor([30, 10, -30]).view(1, 3, 1, 1) / 127.5
+    blurred = torch.nn.functional.interpolate(
+        torch.nn.functional.avg_pool2d(source, 2), size=(H, W), mode="nearest")
+    assert same_camera < meter.distance((blurred + cast).clamp(-1, 1)) < 1.0
     # A constant image (a refiner that paints every person alike) is far from any camera.
     assert meter.distance(target.mean(0, keepdim=True).expand(40, -1, -1, -1)) > same_camera
 
@@ -83,14 +88,17 @@ def test_a_mean_image_refiner_scores_chance_and_is_never_chosen(sets, tmp_path):
     generated, camera = sets
     probe = probe_of(generated, camera, tmp_path)
     assert probe.ids == 10  # the validation ids: 15 of them, 10 drawn
+    assert len(probe.images) == 40  # every image of each: 40 queries, not 10
     assert probe.baseline.identity_refined >= 70  # the judge tells the generated people apart
+    assert probe.baseline.realism == pytest.approx(1.0)
     kept = probe.score(lambda images: images)
     assert kept.identity_refined == probe.baseline.identity_refined
-    assert kept.identity_cross == 100.0
+    assert kept.identity_cross == probe.baseline.identity_refined  # G(a) = a: the same ranks
     mean = images_of(camera).mean(0, keepdim=True)
     erased = probe.score(lambda images: mean.expand(len(images), -1, -1, -1))
-    assert erased.identity_refined <= 100 / probe.ids + 1e-9  # chance: all ranked alike
-    assert erased.identity_cross <= 100 / probe.ids + 1e-9
+    assert erased.identity_refined == 0.0  # all ranked alike: ties count against the match
+    # Against the unrefined images only the id nearest the constant picture can hit: 4 of 40.
+    assert erased.identity_cross <= 10.0 + 1e-9
     rows = [{"iteration": 100, **kept.as_dict()},
             {"iteration": 200, **erased.as_dict(), "realism": kept.realism / 100}]
     chosen = choose_checkpoint(rows, probe.baseline.identity_refined, margin=10)
@@ -106,12 +114,24 @@ def test_a_mean_image_refiner_scores_chance_and_is_never_chosen(sets, tmp_path):
     assert (tmp_path / "judge.pt").stat().st_mtime_ns == saved
 
 
+def test_identity_rank1_counts_ties_against_the_match_and_leaves_the_query_out():
+    features = torch.tensor([[0.0], [0.1], [5.0], [5.1]])
+    ids = torch.tensor([1, 1, 2, 2])
+    # Left out, each image's nearest is its partner: all four are hits.
+    assert rank1(features, features, ids, ids, exclude_same_index=True) == 100.0
+    # Each image's nearest is another id's: no hits.
+    swapped = torch.tensor([1, 2, 1, 2])
+    assert rank1(features, features, swapped, swapped, exclude_same_index=True) == 0.0
+    same = torch.zeros(4, 1)  # every image alike: nothing is strictly nearer
+    assert rank1(same, same, ids, ids, exclude_same_index=True) == 0.0
+
+
 def test_probe_ids_come_from_training_ids_when_there_is_no_validation(sets):
     dataset = open_dataset(f"synthetic:{sets[0]}")
-    judge, pairs = split_probe(dataset.train, [], 50, 0)
-    probe_ids = {q.pid for q, _ in pairs}
+    judge, probe = split_probe(dataset.train, [], 50, 0)
+    probe_ids = {r.pid for r in probe}
     assert len(probe_ids) == 15 and not probe_ids & {r.pid for r in judge}
-    assert all(q.pid == g.pid and q.path != g.path for q, g in pairs)
+    assert len(probe) == 15 * 4 and len({r.path for r in probe}) == len(probe)
     with pytest.raises(RefineError, match="identity check: .* 8 training ids .* 10 are needed"):
         split_probe([r for r in dataset.train if r.pid <= 8], [], 50, 0)
 
@@ -132,6 +152,8 @@ def test_a_refiner_run_logs_identity_and_refines_with_the_chosen_checkpoint(sets
                for r in rows)
     choice = json.loads((tmp_path / "run" / "choice.json").read_text())
     assert choice["chosen"]["iteration"] in (2, 4) and choice["probe_ids"] == 10
+    assert choice["probe_images"] == 40 and float(rows[0]["realism"]) == pytest.approx(1.0)
+    assert choice["closer_than_unrefined"] == (choice["chosen"]["realism"] < 1.0)
     chosen = trainer.checkpoint_to_use()
     assert chosen.name == "chosen.pt"
     assert torch.load(chosen, weights_only=False)["iteration"] == choice["chosen"]["iteration"]

@@ -400,7 +400,7 @@ def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
         left.set(xlabel="iteration", ylabel="identity rank-1 (%)", title=f"{name}: identity")
         right.plot(steps, [float(r["realism"]) for r in trained], marker=".", color="C2")
         right.axhline(float(unrefined["realism"]), color="grey", ls="--")
-        right.set(xlabel="iteration", ylabel="MMD² to the target (lower: closer)",
+        right.set(xlabel="iteration", ylabel="distance to the target (1: unrefined)",
                   title=f"{name}: realism")
         for axis in (left, right):
             axis.grid(alpha=0.3)
@@ -428,10 +428,12 @@ def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
               "realism"]
     return [("h2", title), Table(title, header, rows),
             ("p", "Identity: rank-1 of a small re-id judge trained on the unrefined generated "
-                  "training ids, on held-out generated ids (one query, one gallery image "
-                  "each). Realism: MMD² of camera statistics to the real training images. "
+                  "training ids, on held-out generated ids (every probe image a query "
+                  "against the others). Realism: `synthreid fit`'s distance to the real "
+                  "training images, as a ratio to the unrefined images' (1; lower is closer). "
                   "The checkpoint used is the most realistic within the margin of the "
-                  "unrefined identity.")] + blocks
+                  "unrefined identity; one above 1 retouched the images more than it "
+                  "refined them.")] + blocks
 
 
 def _validation_curves(stages: list[Stage], results: dict[str, dict], path: Path) -> Path | None:

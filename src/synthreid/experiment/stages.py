@@ -46,8 +46,10 @@ def versions() -> dict[str, str]:
 #   refine 3 (every method): the checkpoint that keeps identity and is most realistic, not the
 #            last
 #   evaluate 3: ranked retrieval lists of a few fixed queries kept with the scores
-CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 3,
-                                 "refine-ptgan": 3, "refine-cut": 3, "refine-spgan": 3,
+#   refine 4 (every method): identity scored with every probe image as a query; realism is
+#            `synthreid fit`'s distance relative to the unrefined images
+CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 4,
+                                 "refine-ptgan": 4, "refine-cut": 4, "refine-spgan": 4,
                                  "model": 2, "evaluate": 3}
 
 

@@ -7,6 +7,7 @@ code, only the URL changes. Times come from the database clock (`db_now`), as ep
 from __future__ import annotations
 
 import weakref
+from collections.abc import Collection
 from pathlib import Path
 
 from sqlalchemy import (
@@ -250,11 +251,20 @@ def _migrate(connection, version: int) -> None:
     connection.execute(schema_version.update().values(version=version))
 
 
-def job_counts(engine: Engine, run: int | None = None) -> dict[str, int]:
-    """Jobs per status, of one run or of all runs."""
+# Which runs a query counts: one run's id, several, or None for every run.
+RunFilter = int | Collection[int] | None
+
+
+def in_runs(column, run_ids: RunFilter):
+    """The condition that a run-id `column` is one of `run_ids` (not None)."""
+    return column.in_([run_ids] if isinstance(run_ids, int) else list(run_ids))
+
+
+def job_counts(engine: Engine, run_ids: RunFilter = None) -> dict[str, int]:
+    """Jobs per status, of the given runs or of all runs."""
     query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
-    if run is not None:
-        query = query.where(jobs.c.run_id == run)
+    if run_ids is not None:
+        query = query.where(in_runs(jobs.c.run_id, run_ids))
     with engine.connect() as connection:
         return dict(connection.execute(query).all())
 

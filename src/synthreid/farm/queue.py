@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.engine import Engine
 
-from synthreid.farm.db import db_now, images, jobs
+from synthreid.farm.db import RunFilter, db_now, images, in_runs, jobs
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -51,14 +51,14 @@ def quarantine_expired(engine: Engine, max_attempts: int = DEFAULT_MAX_ATTEMPTS)
         return result.rowcount
 
 
-def claim(engine: Engine, worker: str, lease_s: float, run_id: int | None = None,
+def claim(engine: Engine, worker: str, lease_s: float, run_ids: RunFilter = None,
           max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Claim | None:
     quarantine_expired(engine, max_attempts)
     claimable = or_(jobs.c.status == "pending",
                     and_(jobs.c.status == "running", jobs.c.lease_until < db_now()))
     candidate = select(jobs.c.id).where(claimable, jobs.c.attempts < max_attempts)
-    if run_id is not None:
-        candidate = candidate.where(jobs.c.run_id == run_id)
+    if run_ids is not None:
+        candidate = candidate.where(in_runs(jobs.c.run_id, run_ids))
     candidate = candidate.order_by(jobs.c.id).limit(1)
     if engine.dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from synthreid.errors import JobError
 from synthreid.farm.db import (
+    RunFilter,
     characters,
     check_present,
     connect,
     images,
+    in_runs,
     job_counts,
     jobs,
     run_id,
@@ -49,22 +52,22 @@ class RunStatus:
         return self.characters_stored >= self.characters_planned
 
 
-def run_status(engine: Engine, run: int | None = None) -> RunStatus:
+def run_status(engine: Engine, run_ids: RunFilter = None) -> RunStatus:
     image_query = (select(images.c.status, func.count())
                    .join(characters, characters.c.id == images.c.character_id)
                    .group_by(images.c.status))
     planned_query = select(func.coalesce(func.sum(runs.c.characters), 0))
     stored_query = select(func.count()).select_from(characters)
-    if run is not None:
-        image_query = image_query.where(characters.c.run_id == run)
-        planned_query = planned_query.where(runs.c.id == run)
-        stored_query = stored_query.where(characters.c.run_id == run)
+    if run_ids is not None:
+        image_query = image_query.where(in_runs(characters.c.run_id, run_ids))
+        planned_query = planned_query.where(in_runs(runs.c.id, run_ids))
+        stored_query = stored_query.where(in_runs(characters.c.run_id, run_ids))
     with engine.connect() as connection:
         image_counts = dict(connection.execute(image_query).all())
         planned = int(connection.execute(planned_query).scalar())
         stored = int(connection.execute(stored_query).scalar())
     return RunStatus(image_counts.get("done", 0), sum(image_counts.values()),
-                     job_counts(engine, run), planned, stored)
+                     job_counts(engine, run_ids), planned, stored)
 
 
 @dataclass
@@ -100,15 +103,15 @@ def gpu_slots() -> list[str]:
         return []
 
 
-def _spawn(db_url: str, storage_url: str, run: str | None, lease_s: float, threads: int,
+def _spawn(db_url: str, storage_url: str, runs: list[str], lease_s: float, threads: int,
            gpu: str | None, log: Path) -> subprocess.Popen:
     """A worker process; its output goes to `log` (a pipe could fill up and stall it). It stops
     by itself when this process is gone (a killed supervisor leaves no workers behind)."""
     command = [sys.executable, "-m", "synthreid.farm.worker", "--db", db_url,
                "--storage", storage_url, "--lease", str(lease_s), "--threads", str(threads),
                "--parent", str(os.getpid())]
-    if run:
-        command += ["--run", run]
+    for name in runs:  # none: every run's jobs
+        command += ["--run", name]
     env = dict(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
@@ -146,16 +149,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def render_run(db_url: str, storage_url: str, workers: int | None = None, run: str | None = None,
-               lease_s: float = 120.0, progress: Reporter | None = None) -> RunStatus:
-    """Render every outstanding job (of `run`, or of all runs) with local workers. Returns the
-    final status (its `jobs` may hold failed ones); raises JobError, after stopping the workers,
-    when the database goes away or the workers keep dying."""
+def render_run(db_url: str, storage_url: str, workers: int | None = None,
+               run: str | Sequence[str] | None = None, lease_s: float = 120.0,
+               progress: Reporter | None = None) -> RunStatus:
+    """Render every outstanding job of `run` (a run's name, or several names), or of all runs
+    when None, with local workers. Returns the final status (its `jobs` may hold failed ones);
+    raises JobError, after stopping the workers, when the database goes away or the workers
+    keep dying."""
     from synthreid.farm.worker import WorkerOptions
 
     WorkerOptions(lease_s=lease_s)  # a bad lease is one line here, not N dying workers
     engine = connect(db_url, create=False)
-    run_filter = run_id(engine, run) if run else None
+    names = [run] if isinstance(run, str) else list(run or [])
+    run_filter = [run_id(engine, name) for name in names] if names else None
     status = run_status(engine, run_filter)
     if status.outstanding == 0:
         return status  # nothing to render: no workers to start
@@ -167,7 +173,7 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None, run: s
     threads = 0 if slots else max(1, (os.cpu_count() or 1) // count)
     _sweep_stale_logs()
     logs = Path(tempfile.mkdtemp(prefix=f"{LOG_PREFIX}{os.getpid()}-"))
-    spawn = lambda i: _spawn(db_url, storage_url, run, lease_s, threads, gpus[i],  # noqa: E731
+    spawn = lambda i: _spawn(db_url, storage_url, names, lease_s, threads, gpus[i],  # noqa: E731
                              logs / f"worker-{i}.log")
     processes = [spawn(i) for i in range(count)]
     started, done_at_start = time.time(), status.images_done

@@ -83,7 +83,7 @@ class WorkerOptions:
     max_attempts: int = queue.DEFAULT_MAX_ATTEMPTS
     poll_s: float = 2.0
     threads: int = 0  # render threads (0: all cores)
-    run: str | None = None  # only this run's jobs
+    runs: tuple[str, ...] = ()  # only these runs' jobs (none: every run's)
     max_jobs: int | None = None
     job_timeout_s: float = 3600.0  # a character taking longer is given up (a hung render)
     db_retry_s: float = 300.0  # keep retrying a database that fails for this long
@@ -157,10 +157,10 @@ class Worker:
     def _db(self, call, *args):
         return with_retries(call, *args, budget_s=self.options.db_retry_s)
 
-    def _run_filter(self) -> int | None:
-        if self.options.run is None:
+    def _run_filter(self) -> list[int] | None:
+        if not self.options.runs:
             return None
-        return run_id(self.engine, self.options.run)
+        return [run_id(self.engine, name) for name in self.options.runs]
 
     def _renderer_for(self, run: int):
         if self._renderer_run != run:
@@ -175,20 +175,20 @@ class Worker:
             self._renderer_run = run
         return self._renderer
 
-    def _outstanding(self, run: int | None) -> int:
-        counts = job_counts(self.engine, run)
+    def _outstanding(self, run_ids: list[int] | None) -> int:
+        counts = job_counts(self.engine, run_ids)
         return counts.get("pending", 0) + counts.get("running", 0)
 
     def run(self) -> WorkerReport:
-        run = self._run_filter()
+        run_ids = self._run_filter()
         while not self.stop.is_set():
             check_present(self.engine)
             if self.options.max_jobs is not None and self.report.done >= self.options.max_jobs:
                 break
             claim = self._db(queue.claim, self.engine, self.report.name,
-                             self.options.lease_s, run, self.options.max_attempts)
+                             self.options.lease_s, run_ids, self.options.max_attempts)
             if claim is None:
-                if self._db(self._outstanding, run) == 0:
+                if self._db(self._outstanding, run_ids) == 0:
                     break  # nothing pending, nothing running anywhere: the run is finished
                 self.stop.wait(self.options.poll_s)  # others hold leases that may yet expire
                 continue
@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one synthreid render worker.")
     parser.add_argument("--db", required=True)
     parser.add_argument("--storage", required=True)
-    parser.add_argument("--run", default=None)
+    parser.add_argument("--run", action="append", default=[],
+                        help="only this run's jobs (repeat for several; default: every run)")
     parser.add_argument("--lease", type=float, default=120.0)
     parser.add_argument("--heartbeat", type=float, default=None)
     parser.add_argument("--max-attempts", type=int, default=queue.DEFAULT_MAX_ATTEMPTS)
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = WorkerOptions(lease_s=args.lease, heartbeat_s=args.heartbeat,
                                 max_attempts=args.max_attempts, threads=args.threads,
-                                run=args.run, max_jobs=args.max_jobs,
+                                runs=tuple(args.run), max_jobs=args.max_jobs,
                                 job_timeout_s=args.job_timeout)
         worker = Worker(args.db, args.storage, options)
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -66,7 +66,10 @@ class CandidateRenders:
             return 0, 0.0
         for name, config in missing.items():
             plan_run(self.engine, name, config, self.characters, self.images, self.seed)
-        status = render_run(self.db_url, self.storage_url, self.workers, progress=self.progress)
+        # Only these runs: a database shared with a farm keeps its other runs for their own
+        # workers and storage.
+        status = render_run(self.db_url, self.storage_url, self.workers, run=list(missing),
+                            progress=self.progress)
         if status.jobs.get("failed"):
             raise JobError(f"fit: {status.jobs['failed']} characters failed to render "
                            f"(synthreid status --db {self.db_url} shows why)")

@@ -23,9 +23,9 @@ from PIL import Image
 
 from synthreid import atomic
 from synthreid.errors import ConfigError
+from synthreid.evaluate.realism import STATISTICS_VERSION, Objective
 from synthreid.fit.attributes import ATTRIBUTES
 from synthreid.fit.config import FitConfig
-from synthreid.fit.objective import STATISTICS_VERSION, Objective
 from synthreid.fit.renders import CandidateRenders
 from synthreid.progress import Reporter, report
 from synthreid.render.contact_sheet import compose

@@ -1,12 +1,16 @@
 """Does a refiner keep the person? A fixed judge, a small re-id network trained once on the
 unrefined generated training ids (never on the probe ids), ranks the probe ids' refined images:
 
-- `identity_refined`: refined query against refined gallery (can people still be told apart?);
-- `identity_cross`: refined query against the unrefined gallery (is G(a) still a's person?);
+- `identity_refined`: each refined probe image against the other refined probe images (can
+  people still be told apart?);
+- `identity_cross`: each refined probe image against the unrefined probe images, its own source
+  left out (is G(a) still a's person?);
 
-both as rank-1 in percent over `identity_ids` ids with one query and one gallery image each
-(chance: 100 / ids). The unrefined set scores `baseline`; a refiner that turns every image into
-the same picture scores chance. With `realism` (realism.py) at every checkpoint, the trainer
+both as rank-1 in percent over every probe image (up to `IMAGES_PER_ID` of each of up to
+`identity_ids` ids): a hit when the nearest image of the query's own id is strictly nearer
+than every other id's, so ties count against the match. Chance is about (k - 1) / (n - 1) for
+k images an id among n; a refiner that turns every image into the same picture scores 0. The
+unrefined set scores `baseline`. With `realism` (realism.py) at every checkpoint, the trainer
 chooses the checkpoint to use (`choose_checkpoint`).
 """
 
@@ -29,6 +33,7 @@ from synthreid.torch_files import read_torch_file, save_checkpoint
 JUDGE_SIZE = (64, 32)  # the judge looks at people at this size: fast, and enough for clothes
 JUDGE_VERSION = 1  # a judge file made by another version is retrained, not trusted
 MIN_PROBE_IDS = 5
+IMAGES_PER_ID = 4  # probe images of an id: queries enough for 1-point steps, cheap to refine
 
 
 class IdentityJudge(nn.Module):
@@ -53,33 +58,38 @@ class IdentityJudge(nn.Module):
         return nn.functional.normalize(self.features(resized), dim=1)
 
 
-def _pairs(records: list[ImageRecord]) -> dict[int, tuple[ImageRecord, ImageRecord]]:
-    """A (query, gallery) pair of each id with two images or more."""
+def _groups(records: list[ImageRecord]) -> dict[int, list[ImageRecord]]:
+    """Up to IMAGES_PER_ID images of each id with two images or more, spread over its images."""
     by_id: dict[int, list[ImageRecord]] = defaultdict(list)
     for record in records:
         by_id[record.pid].append(record)
-    return {pid: (group[0], group[len(group) // 2]) for pid, group in sorted(by_id.items())
-            if len(group) >= 2}
+    groups = {}
+    for pid, group in sorted(by_id.items()):
+        if len(group) >= 2:
+            picks = np.linspace(0, len(group) - 1, min(IMAGES_PER_ID, len(group)))
+            groups[pid] = [group[int(round(i))] for i in picks]
+    return groups
 
 
 def split_probe(train: list[ImageRecord], validation: list[ImageRecord], ids: int,
-                seed: int) -> tuple[list[ImageRecord], list[tuple[ImageRecord, ImageRecord]]]:
-    """(the judge's training records, (query, gallery) pairs of up to `ids` probe ids): the
-    generated set's validation ids when it has enough, else half of its training ids at most,
-    held out from the judge; drawn by seed."""
+                seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """(the judge's training records, the probe records of up to `ids` ids): the generated
+    set's validation ids when it has enough, else half of its training ids at most, held out
+    from the judge; drawn by seed."""
     rng = np.random.default_rng([seed, RunStream.IDENTITY_CHECK])
-    pairs = _pairs(validation)
-    if len(pairs) >= MIN_PROBE_IDS:
-        chosen = sorted(rng.choice(sorted(pairs), min(ids, len(pairs)), replace=False).tolist())
-        return train, [pairs[pid] for pid in chosen]
-    pairs = _pairs(train)
-    count = min(ids, len(pairs) // 2)
+    groups = _groups(validation)
+    if len(groups) >= MIN_PROBE_IDS:
+        chosen = sorted(rng.choice(sorted(groups), min(ids, len(groups)), replace=False).tolist())
+        return train, [r for pid in chosen for r in groups[pid]]
+    groups = _groups(train)
+    count = min(ids, len(groups) // 2)
     if count < MIN_PROBE_IDS:
-        raise RefineError(f"identity check: the generated set has {len(pairs)} training ids "
+        raise RefineError(f"identity check: the generated set has {len(groups)} training ids "
                           f"with two images or more and no validation ids; "
                           f"{2 * MIN_PROBE_IDS} are needed (or set identity_check: false)")
-    probe = set(rng.choice(sorted(pairs), count, replace=False).tolist())
-    return [r for r in train if r.pid not in probe], [pairs[pid] for pid in sorted(probe)]
+    probe = sorted(rng.choice(sorted(groups), count, replace=False).tolist())
+    held_out = set(probe)
+    return [r for r in train if r.pid not in held_out], [r for pid in probe for r in groups[pid]]
 
 
 def train_judge(records: list[ImageRecord], seed: int, device: torch.device,
@@ -107,11 +117,19 @@ def train_judge(records: list[ImageRecord], seed: int, device: torch.device,
     return judge.eval()
 
 
-def rank1(query: torch.Tensor, gallery: torch.Tensor) -> float:
-    """Percent of queries whose nearest gallery feature is their own id (row i matches row i)."""
-    nearest = torch.cdist(query, gallery).argmin(dim=1)
-    return float((nearest == torch.arange(len(query), device=nearest.device)).float().mean() *
-                 100)
+def rank1(query: torch.Tensor, gallery: torch.Tensor, query_ids: torch.Tensor,
+          gallery_ids: torch.Tensor, exclude_same_index: bool) -> float:
+    """Percent of queries whose nearest gallery image of their own id is strictly nearer than
+    every other id's (ties against the match); with `exclude_same_index`, gallery row i is left
+    out for query row i (the query itself, or its own source image)."""
+    distances = torch.cdist(query.float(), gallery.float())
+    if exclude_same_index:
+        distances.fill_diagonal_(float("inf"))
+    same = query_ids[:, None] == gallery_ids[None, :]
+    inf = torch.tensor(float("inf"), device=distances.device)
+    nearest_own = torch.where(same, distances, inf).min(dim=1).values
+    nearest_other = torch.where(same, inf, distances).min(dim=1).values
+    return float((nearest_own < nearest_other).float().mean() * 100)
 
 
 @dataclass
@@ -132,11 +150,14 @@ class IdentityProbe:
                  width: int, ids: int, seed: int, device: torch.device, judge_file: Path,
                  realism) -> None:
         self.device, self.realism = device, realism
-        judge_records, pairs = split_probe(train, validation, ids, seed)
+        judge_records, probe = split_probe(train, validation, ids, seed)
         self.judge = self._judge(judge_records, seed, judge_file)
-        self.query = torch.stack([load_image(q.path, height, width) for q, _ in pairs])
-        self.gallery = torch.stack([load_image(g.path, height, width) for _, g in pairs])
-        self.ids = len(pairs)
+        self.images = torch.stack([load_image(r.path, height, width) for r in probe])
+        self.pids = torch.tensor([r.pid for r in probe], device=device)
+        self.ids = len({r.pid for r in probe})
+        self.unrefined = self.judge.embed(self.images.to(device))
+        if realism is not None:
+            realism.calibrate(self.images)  # the unrefined probe images are realism 1
         self.baseline = self.score(lambda images: images)
 
     def _judge(self, records: list[ImageRecord], seed: int, path: Path) -> IdentityJudge:
@@ -155,14 +176,13 @@ class IdentityProbe:
     @torch.no_grad()
     def score(self, refine) -> IdentityScores:
         """Scores of `refine` (images in [-1, 1] to refined images in [-1, 1])."""
-        refined_query = self._refine(refine, self.query)
-        refined_gallery = self._refine(refine, self.gallery)
-        embed = self.judge.embed
-        q, g = embed(refined_query.to(self.device)), embed(refined_gallery.to(self.device))
-        original = embed(self.gallery.to(self.device))
-        realism = self.realism.distance(torch.cat([refined_query, refined_gallery])) \
-            if self.realism is not None else float("nan")
-        return IdentityScores(rank1(q, g), rank1(q, original), realism)
+        refined = self._refine(refine, self.images)
+        features = self.judge.embed(refined.to(self.device))
+        realism = self.realism.distance(refined) if self.realism is not None else float("nan")
+        return IdentityScores(
+            rank1(features, features, self.pids, self.pids, exclude_same_index=True),
+            rank1(features, self.unrefined, self.pids, self.pids, exclude_same_index=True),
+            realism)
 
     @staticmethod
     def _refine(refine, images: torch.Tensor) -> torch.Tensor:

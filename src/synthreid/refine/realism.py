@@ -1,72 +1,32 @@
-"""How far a set of images is from a camera domain, computed here with no downloaded weights:
-per-image statistics of what a camera does to a picture (colour and its spread, luminance
-contrast, sharpness, fine-grain noise), compared as distributions by the kernel maximum mean
-discrepancy (MMD², Gretton et al. 2012) with a Gaussian kernel at the median distance.
-
-The statistics are standardised by the target's spread, so no one statistic's units dominate.
-0 means the two sets' statistics are alike; a refiner that learns the target cameras lowers it.
+"""How close a refiner brings images to the target cameras: `synthreid fit`'s distance
+(evaluate/realism.py, `combined`) between refined images and the target's training images, as
+a ratio to the unrefined images' distance. 1 is the unrefined images; below 1 is closer to
+the target's cameras, 0 would be indistinguishable from them by these measures.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-STATISTICS = ("mean R", "mean G", "mean B", "std R", "std G", "std B", "luminance contrast",
-              "saturation", "gradient energy", "fine detail")
+from synthreid.evaluate.realism import Objective
 
 
-def image_statistics(images: torch.Tensor) -> torch.Tensor:
-    """(N, len(STATISTICS)) statistics of images (N, 3, H, W) in [-1, 1]."""
-    x = (images.float().clamp(-1, 1) + 1) / 2
-    mean = x.mean(dim=(2, 3))
-    std = x.std(dim=(2, 3))
-    luminance = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    contrast = luminance.flatten(1).quantile(0.95, dim=1) - \
-        luminance.flatten(1).quantile(0.05, dim=1)
-    saturation = (x.max(dim=1).values - x.min(dim=1).values).mean(dim=(1, 2))
-    dy = luminance[:, 1:, :] - luminance[:, :-1, :]
-    dx = luminance[:, :, 1:] - luminance[:, :, :-1]
-    gradient = dy.abs().mean(dim=(1, 2)) + dx.abs().mean(dim=(1, 2))
-    # What is left after a 3x3 box blur: sensor noise, JPEG ringing, texture.
-    blurred = torch.nn.functional.avg_pool2d(luminance[:, None], 3, 1, 1,
-                                             count_include_pad=False)[:, 0]
-    detail = (luminance - blurred).abs().mean(dim=(1, 2))
-    return torch.cat([mean, std, torch.stack([contrast, saturation, gradient, detail], 1)], 1)
-
-
-def median_bandwidth(samples: torch.Tensor) -> float:
-    """The median squared pairwise distance of samples (n, d): the Gaussian kernel's scale."""
-    return _median_positive(torch.cdist(samples.double(), samples.double()) ** 2)
-
-
-def _median_positive(distances: torch.Tensor) -> float:
-    positive = distances[distances > 0]
-    return float(positive.median()) if len(positive) else 1.0
-
-
-def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> float:
-    """Biased MMD² between samples x (n, d) and y (m, d), Gaussian kernel at `bandwidth`, by
-    default the median pairwise distance of the pooled samples (a fixed one keeps distances to
-    one target comparable across sets)."""
-    pooled = torch.cat([x, y]).double()
-    distances = torch.cdist(pooled, pooled) ** 2
-    if bandwidth is None:
-        bandwidth = _median_positive(distances)
-    kernel = torch.exp(-distances / bandwidth)
-    n = len(x)
-    return float(kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean())
+def to_crops(images: torch.Tensor) -> list[np.ndarray]:
+    """Images (N, 3, H, W) in [-1, 1] as the RGB uint8 crops the distance reads."""
+    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
 
 
 class RealismMeter:
-    """The target's statistics, computed once; `distance(images)` for any set of images."""
+    """The target's description, computed once; `calibrate(unrefined)` sets the 1, then
+    `distance(images)` for any set of images."""
 
     def __init__(self, target_images: torch.Tensor) -> None:
-        self.target = image_statistics(target_images)
-        self.scale = self.target.std(dim=0).clamp_min(1e-3)
-        self.centre = self.target.mean(dim=0)
+        self.objective = Objective("combined", to_crops(target_images))
 
-    def _standard(self, statistics: torch.Tensor) -> torch.Tensor:
-        return (statistics - self.centre) / self.scale
+    def calibrate(self, unrefined: torch.Tensor) -> None:
+        self.objective.calibrate(to_crops(unrefined))
 
     def distance(self, images: torch.Tensor) -> float:
-        return mmd(self._standard(image_statistics(images)), self._standard(self.target))
+        return self.objective.distance(to_crops(images)) / len(self.objective.measures)

@@ -255,10 +255,14 @@ class RefinerTrainer:
                 mode="json"), "iteration": self.iteration, "scores": scores}, self.out /
                 "chosen.pt")
         atomic.write_text(self.out / "choice.json", json.dumps({
-            "criterion": f"the lowest realism distance among checkpoints whose identity_refined "
-                         f"is within {self.config.identity_margin} rank-1 points of the "
-                         f"unrefined set's",
-            "unrefined": baseline, "chosen": chosen, "probe_ids": self.probe.ids},
+            "criterion": f"the lowest realism (1: the unrefined images) among checkpoints "
+                         f"whose identity_refined is within {self.config.identity_margin} "
+                         f"rank-1 points of the unrefined set's",
+            "unrefined": baseline, "chosen": chosen,
+            # A choice no closer to the target than the unrefined images retouches, not refines.
+            "closer_than_unrefined": chosen is not None and
+            chosen["realism"] < baseline["realism"],
+            "probe_ids": self.probe.ids, "probe_images": len(self.probe.images)},
             indent=2) + "\n")
         return row
 

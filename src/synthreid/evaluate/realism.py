@@ -1,19 +1,22 @@
-"""How far a set of rendered crops is from the target's training crops, computed on this
-machine with no downloaded weights. Two measures, and their sum, compared by measurement
+"""How far a set of person crops is from a camera domain (the target's training crops),
+computed on this machine with no downloaded weights; `synthreid fit` minimises it and refiners
+log it at every checkpoint. Two measures, and their sum, compared by measurement
 (`benchmarks/fit_recovery.py`):
 
 - `statistics`: per-image statistics of what a camera and a scene do to a crop (colour and its
   spread, contrast, saturation, detail at three scales, JPEG blockiness, the crop's shape, where
   the light falls from top to bottom, edge orientation), standardised by the target's spread and
-  compared as distributions by MMD² (refine/realism.py's kernel).
+  compared as distributions by the kernel maximum mean discrepancy (MMD², Gretton et al. 2012)
+  with a Gaussian kernel at the target's median distance.
 - `random-features`: a fixed random-weight convolutional network's pooled activations, compared
   by the kernel inception distance (KID: unbiased MMD² with a cubic polynomial kernel).
 - `combined` (the default): the sum of both as distances (the square roots of MMD² and KID),
-  each divided by its value for the preset's own renders, so each starts at 1 and neither
-  one's units dominate. Measured on hidden settings (tests/test_fit.py), the statistics find
-  the camera effects (resolution, defocus, JPEG) and miss the camera's pitch; the random
-  features find the pitch and JPEG and miss the blurs; the plain sum of MMD² and KID lets KID's
-  cubic kernel swamp the pitch; the sum of the square roots finds all four.
+  each divided by its value for a reference set (`calibrate`: the preset's own renders in fit,
+  the unrefined images in a refiner), so each starts at 1 and neither one's units dominate.
+  Measured on hidden settings (tests/test_fit.py), the statistics find the camera effects
+  (resolution, defocus, JPEG) and miss the camera's pitch; the random features find the pitch
+  and JPEG and miss the blurs; the plain sum of MMD² and KID lets KID's cubic kernel swamp the
+  pitch; the sum of the square roots finds all four.
 
 Both compare crops at one size, the target's median crop size, so a lower resolution shows as
 missing detail, as it does in the target's own upsampled crops.
@@ -25,9 +28,42 @@ import numpy as np
 import torch
 from PIL import Image
 
-from synthreid.refine.realism import image_statistics, median_bandwidth, mmd
-
 STATISTICS_VERSION = 1  # bump when a statistic changes: cached distances are then stale
+
+
+def image_statistics(images: torch.Tensor) -> torch.Tensor:
+    """(N, 10) statistics of images (N, 3, H, W) in [-1, 1]: mean and spread of each colour,
+    luminance contrast, saturation, gradient energy, fine detail."""
+    x = (images.float().clamp(-1, 1) + 1) / 2
+    mean = x.mean(dim=(2, 3))
+    std = x.std(dim=(2, 3))
+    luminance = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    contrast = luminance.flatten(1).quantile(0.95, dim=1) - \
+        luminance.flatten(1).quantile(0.05, dim=1)
+    saturation = (x.max(dim=1).values - x.min(dim=1).values).mean(dim=(1, 2))
+    dy = luminance[:, 1:, :] - luminance[:, :-1, :]
+    dx = luminance[:, :, 1:] - luminance[:, :, :-1]
+    gradient = dy.abs().mean(dim=(1, 2)) + dx.abs().mean(dim=(1, 2))
+    # What is left after a 3x3 box blur: sensor noise, JPEG ringing, texture.
+    blurred = torch.nn.functional.avg_pool2d(luminance[:, None], 3, 1, 1,
+                                             count_include_pad=False)[:, 0]
+    detail = (luminance - blurred).abs().mean(dim=(1, 2))
+    return torch.cat([mean, std, torch.stack([contrast, saturation, gradient, detail], 1)], 1)
+
+
+def median_bandwidth(samples: torch.Tensor) -> float:
+    """The median squared pairwise distance of samples (n, d): the Gaussian kernel's scale."""
+    distances = torch.cdist(samples.double(), samples.double()) ** 2
+    positive = distances[distances > 0]
+    return float(positive.median()) if len(positive) else 1.0
+
+
+def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> float:
+    """Biased MMD² between samples x (n, d) and y (m, d), Gaussian kernel at `bandwidth`."""
+    pooled = torch.cat([x, y]).double()
+    kernel = torch.exp(-torch.cdist(pooled, pooled) ** 2 / bandwidth)
+    n = len(x)
+    return float(kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean())
 
 
 def common_size(images: list[np.ndarray]) -> tuple[int, int]:
