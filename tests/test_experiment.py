@@ -239,6 +239,70 @@ def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
             "evaluate-finetuned-refined-IV-ptgan-on-real"} <= moved
 
 
+def test_training_seeds_repeat_every_model_on_the_same_data(tmp_path):
+    """`reid.seeds`: each model (and each score of it) again per extra seed, on the renders and
+    refiners of the experiment's seed; the experiment's seed keeps its stages' names and keys."""
+    from synthreid.experiment.matrix import plan_experiment
+
+    config = load_experiment_config(write_config(tmp_path, tmp_path / "real"))
+    base = {s.name: s for s in plan_experiment(config, tmp_path).stages}
+    reid = {**TINY["reid"], "seeds": [3]}
+    seeded = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid))
+    stages = {s.name: s for s in plan_experiment(seeded, tmp_path).stages}
+    assert {n: s.key for n, s in stages.items() if n in base} == \
+        {n: s.key for n, s in base.items()}
+    extra = {n: s for n, s in stages.items() if n not in base}
+    assert set(extra) == {f"model-{n.removeprefix('model-')}-seed3" for n in base
+                          if n.startswith("model-")} | {
+        n.replace("-on-", "-seed3-on-") for n in base
+        if n.startswith("evaluate-") and n != "evaluate-hsv-on-real"}
+    assert all(s.settings["seed"] == 3 for n, s in extra.items() if n.startswith("model-"))
+    finetuned = extra["model-finetuned-refined-IV-ptgan-seed3"]
+    assert [s.name for s in finetuned.inputs] == ["model-refined-IV-ptgan-seed3"]
+    assert [s.name for s in extra["evaluate-generated-IV-seed3-on-own"].inputs] == \
+        ["model-generated-IV-seed3", "generate-IV"]
+    assert [s.name for s in extra["model-refined-IV-cyclegan-seed3"].inputs] == \
+        ["refine-IV-cyclegan"]
+    for bad, expected in [([0], "reid.seeds: 0 is the experiment's seed"),
+                          ([2, 2], "seeds: expected distinct")]:
+        path = write_config(tmp_path, tmp_path / "real", reid={**TINY["reid"], "seeds": bad})
+        with pytest.raises(ConfigError, match=expected):
+            load_experiment_config(path)
+
+
+def test_the_report_gives_each_models_spread_over_training_seeds(tmp_path):
+    """The seed table: per model, each seed's R1 and CMC area and their mean ± sample standard
+    deviation; the thesis tables keep the experiment's seed only."""
+    import numpy as np
+
+    from synthreid.evaluate.protocols import CMCResult
+    from synthreid.experiment.matrix import plan_experiment
+    from synthreid.experiment.report import Table, build_blocks
+
+    reid = {**TINY["reid"], "seeds": [1, 2]}
+    config = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid))
+    stages = plan_experiment(config, tmp_path).stages
+    results = {}
+    for stage in stages:  # R1 = seed / 10 + 0.1 for every model: 10, 20, 30 percent
+        if stage.kind == "evaluate" and stage.settings["on"] == "real":
+            seed = stage.inputs[0].settings["seed"] if stage.inputs else 0
+            cmc = np.full(10, 1.0)
+            cmc[0] = seed / 10 + 0.1
+            results[stage.name] = {"scores": {"thesis": CMCResult(
+                cmc, np.zeros(10), extra={"identities": 10, "repeats": 3}).to_record()},
+                "dataset_name": "market1501"}
+    blocks = build_blocks(stages, results, tmp_path / "report", "config")
+    tables = {b.title: b for b in blocks if isinstance(b, Table)}
+    seeds = tables["Training seeds: how far one seed moves a row"]
+    row = next(r for r in seeds.rows if r[0] == "generated-IV")
+    assert row[1:5] == ["real", "0, 1, 2", "10.0 / 20.0 / 30.0", "20.0 ± 10.0"]
+    assert {r[0] for r in seeds.rows} == {"generated-IV", "refined-IV-cyclegan",
+                                          "refined-IV-ptgan", "real",
+                                          "finetuned-refined-IV-ptgan", "mixed-generated-IV"}
+    generated = next(t for t in tables.values() if "Table 3.2" in t.title)
+    assert [r[0] for r in generated.rows] == ["chance", "hsv", "generated-IV"]
+
+
 def test_a_code_version_bump_reruns_the_stages_it_computes(tmp_path, monkeypatch):
     """A fix that changes what a kind of stage computes (a corrected protocol, a refiner's loss)
     bumps its code version: those stages and what follows them get new keys (new folders, so
@@ -324,7 +388,8 @@ def _decays(config) -> bool:
     return config.schedule == "cosine" or all(m < config.epochs for m in config.milestones)
 
 
-@pytest.mark.parametrize("name", ["small.yaml", "small-iv.yaml", "levers.yaml", "thesis.yaml"])
+@pytest.mark.parametrize("name", ["small.yaml", "small-iv.yaml", "levers.yaml", "refiners.yaml",
+                                  "thesis.yaml"])
 def test_every_shipped_experiment_schedules_decays_that_happen(name, monkeypatch):
     from synthreid.experiment import config as experiment_config
     from synthreid.reid.config import load_train_config

@@ -42,6 +42,16 @@ class Reid(Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
     real: dict[str, Any] = Field(default_factory=dict)  # overrides for the real-only model
     finetune: dict[str, Any] = Field(default_factory=dict)  # overrides for finetuned models
+    # More training seeds: every model (and its scores) again with each, on the same data
+    # (renders and refiners keep the experiment's seed), so a table says how far one seed
+    # moves a row. The experiment's `seed` is always the first.
+    seeds: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Reid:
+        if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise ValueError(f"seeds: expected distinct seeds >= 0, got {self.seeds}")
+        return self
 
 
 class Evaluation(Strict):
@@ -83,6 +93,10 @@ class ExperimentConfig(Strict):
             raise ValueError(f"presets: expected names among {', '.join(ALL_PRESETS)} or "
                              f"existing .yaml files, got {unknown or self.presets}")
         labels = [preset_label(p) for p in self.presets]
+        looks_seeded = [label for label in labels if unseeded(label)[1] is not None]
+        if looks_seeded:
+            raise ValueError(f"presets: {looks_seeded} end like a training seed's models "
+                             f"(-seedN); rename the file")
         if len(set(labels)) != len(labels):
             raise ValueError(f"presets: two presets share a name ({labels})")
         for preset, methods in self.refiners.methods.items():
@@ -106,6 +120,9 @@ class ExperimentConfig(Strict):
         unknown = [p for p in self.evaluation.compare if p not in PROTOCOLS]
         if unknown:
             raise ValueError(f"evaluation.compare: {unknown} not among {', '.join(PROTOCOLS)}")
+        if self.seed in self.reid.seeds:
+            raise ValueError(f"reid.seeds: {self.seed} is the experiment's seed, which every "
+                             f"model trains with first; list only the extra seeds")
         if (self.db is None) != (self.storage is None):
             raise ValueError("db and storage: give both (a farm) or neither (local)")
         self._check_stage_settings()
@@ -158,6 +175,20 @@ def _check_fields(model, data: dict[str, Any], where: str) -> None:
 def preset_label(entry: str) -> str:
     """A preset's name in stages and tables: the preset's, or a YAML file's stem."""
     return entry if entry in ALL_PRESETS else Path(entry).stem
+
+
+SEED_SUFFIX = "-seed"  # generated-IV-seed1: generated-IV trained with extra seed 1
+
+
+def seeded(name: str, seed: int, config: ExperimentConfig) -> str:
+    """A model's name when trained with `seed`: the experiment's seed keeps the plain name."""
+    return name if seed == config.seed else f"{name}{SEED_SUFFIX}{seed}"
+
+
+def unseeded(name: str) -> tuple[str, int | None]:
+    """(the model's plain name, the extra training seed in `name` or None)."""
+    base, sep, seed = name.rpartition(SEED_SUFFIX)
+    return (base, int(seed)) if sep and seed.isdigit() else (name, None)
 
 
 def load_experiment_config(path: str | Path, real: str | None = None) -> ExperimentConfig:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from synthreid.errors import ConfigError, EvaluationError, JobError, RefineError
-from synthreid.experiment.config import ExperimentConfig, preset_label
+from synthreid.experiment.config import ExperimentConfig, preset_label, seeded
 from synthreid.experiment.stages import Stage, run_stage
 from synthreid.made_by import usable_folder
 from synthreid.progress import Reporter, report
@@ -91,41 +91,58 @@ def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
                 f"refine-{preset}-{method}", "refine",
                 {"method": method, "real": real, "settings": config.refiners.settings,
                  "seed": config.seed}, inputs), root)
-    reid = {"recipe": config.reid.recipe, "settings": config.reid.settings, "seed": config.seed}
+    for seed in [config.seed, *config.reid.seeds]:
+        models = _plan_models(plan, config, root, datasets, real, seed)
+        if config.real and seed == config.seed:  # the no-learning baseline every model should beat
+            plan.add(Stage(f"evaluate-{HSV}-on-real", "evaluate",
+                           {**config.evaluation.model_dump(), "on": "real", "real": real,
+                            "descriptor": "hsv"}), root)
+        _plan_evaluations(plan, config, root, datasets, real, models, seed)
+    return plan
+
+
+def _plan_models(plan: Plan, config: ExperimentConfig, root: Path, datasets: dict[str, Stage],
+                 real: dict[str, Any] | None, seed: int) -> dict[str, Stage]:
+    """Every model trained with `seed`, on the data made with the experiment's seed."""
+    reid = {"recipe": config.reid.recipe, "settings": config.reid.settings, "seed": seed}
     models: dict[str, Stage] = {}
+
+    def add_model(name: str, settings: dict[str, Any], inputs: list[Stage]) -> None:
+        models[name] = plan.add(Stage(f"model-{seeded(name, seed, config)}", "model", settings,
+                                      inputs), root)
+
     for name, made_by in datasets.items():
-        models[name] = plan.add(Stage(f"model-{name}", "model", {**reid, "data": "synthetic"},
-                                      [made_by]), root)
+        add_model(name, {**reid, "data": "synthetic"}, [made_by])
     if config.real:
         real_settings = deep_merge(reid, {"settings": config.reid.real})
-        models[REAL] = plan.add(Stage(f"model-{REAL}", "model", {**real_settings, "data": "real",
-                                                                 "real": real}), root)
+        add_model(REAL, {**real_settings, "data": "real", "real": real}, [])
     finetune = deep_merge(reid, {"settings": config.reid.finetune})
     for name in config.finetune:
-        models[f"finetuned-{name}"] = plan.add(Stage(
-            f"model-finetuned-{name}", "model", {**finetune, "data": "real", "real": real,
-                                                 "init": name}, [models[name]]), root)
+        add_model(f"finetuned-{name}", {**finetune, "data": "real", "real": real,
+                                        "init": name}, [models[name]])
     for name in config.mixed:
-        models[f"mixed-{name}"] = plan.add(Stage(
-            f"model-mixed-{name}", "model", {**reid, "data": "mixed", "real": real},
-            [datasets[name]]), root)
+        add_model(f"mixed-{name}", {**reid, "data": "mixed", "real": real}, [datasets[name]])
+    return models
+
+
+def _plan_evaluations(plan: Plan, config: ExperimentConfig, root: Path,
+                      datasets: dict[str, Stage], real: dict[str, Any] | None,
+                      models: dict[str, Stage], seed: int) -> None:
+    """The stages that score the models trained with `seed`."""
     scoring = config.evaluation.model_dump()
-    if config.real:  # the no-learning baseline every model should beat
-        plan.add(Stage(f"evaluate-{HSV}-on-real", "evaluate",
-                       {**scoring, "on": "real", "real": real, "descriptor": "hsv"}), root)
     for name, model in models.items():
+        label = seeded(name, seed, config)
         if config.real:
-            plan.add(Stage(f"evaluate-{name}-on-real", "evaluate",
+            plan.add(Stage(f"evaluate-{label}-on-real", "evaluate",
                            {**scoring, "on": "real", "real": real}, [model]), root)
         if name in datasets:  # Figure A.1: its own export's test ids (Market layout)
-            plan.add(Stage(f"evaluate-{name}-on-own", "evaluate",
+            plan.add(Stage(f"evaluate-{label}-on-own", "evaluate",
                            {**scoring, "on": "own", "standard": "market"},
                            [model, datasets[name]]), root)
         if config.second_real:  # Figure A.2
-            plan.add(Stage(f"evaluate-{name}-on-second", "evaluate",
+            plan.add(Stage(f"evaluate-{label}-on-second", "evaluate",
                            {**scoring, "on": "second", "standard": None,
                             "second": _dataset_identity(config.second_real)}, [model]), root)
-    return plan
 
 
 class Experiment:
