@@ -168,6 +168,27 @@ def test_a_refiner_run_logs_identity_and_refines_with_the_chosen_checkpoint(sets
         strict.checkpoint_to_use()
 
 
+def test_refiner_train_says_which_checkpoint_it_chose_and_why(sets, tmp_path):
+    from typer.testing import CliRunner
+
+    from synthreid.cli import app
+
+    generated, camera = sets
+    result = CliRunner().invoke(app, [
+        "refiner", "train", "--data", f"synthetic:{generated}", "--target",
+        f"synthetic:{camera}", "--out", str(tmp_path / "r"), "--size", f"{H}x{W}",
+        "--iterations", "2", "--checkpoint-every", "2", "--sample-every", "2",
+        "--identity-margin", "100", "--set", "ngf=8", "--set", "ndf=8",
+        "--set", "identity_ids=10"])
+    assert result.exit_code == 0, result.output
+    choice = json.loads((tmp_path / "r" / "choice.json").read_text())
+    said = " ".join(result.output.split())
+    assert f"chose iteration 2: identity rank-1 {choice['chosen']['identity_refined']:.1f}" in said
+    assert "(unrefined 1.000, lower is closer to the target)" in said
+    assert ("no checkpoint that kept identity came closer" in said) != \
+        choice["closer_than_unrefined"]
+
+
 def test_contrastive_loss_pulls_positive_pairs_and_pushes_negative_ones():
     from synthreid.refine.losses import contrastive
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -613,6 +614,17 @@ def refiner_train(
     console.print(f"{summary['iterations']} iterations; refine with {checkpoint}, samples in "
                   f"{out / 'samples'}" + (f", identity and realism in {out / 'checkpoints.csv'}"
                                           if identity_check else ""))
+    choice_file = out / "choice.json"
+    if identity_check and choice_file.exists():
+        choice = json.loads(choice_file.read_text())
+        chosen, unrefined = choice["chosen"], choice["unrefined"]
+        console.print(f"chose iteration {chosen['iteration']}: identity rank-1 "
+                      f"{chosen['identity_refined']:.1f} (unrefined "
+                      f"{unrefined['identity_refined']:.1f}), realism {chosen['realism']:.3f} "
+                      f"(unrefined {unrefined['realism']:.3f}, lower is closer to the target)"
+                      + ("" if choice["closer_than_unrefined"] else
+                         "; no checkpoint that kept identity came closer to the target than "
+                         "the unrefined images"))
 
 
 @app.command()
@@ -714,8 +726,6 @@ def experiment(
         if list_stages:
             table = experiment.stage_table()
             if as_json:
-                import json
-
                 typer.echo(json.dumps(table, indent=1))
             else:
                 for row in table:
