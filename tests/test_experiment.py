@@ -539,3 +539,39 @@ def test_independent_stages_run_at_once_in_two_processes_then_the_rest(uninterru
     for name, files in before.items():  # the stages run apart were reused, not run again
         assert mtimes(out / "stages" / f"{name}-{finished[name]['key']}") == files, name
     assert (out / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_parallel_stages_run_at_once_and_a_failed_stage_stops_the_run_by_name(
+        uninterrupted, tmp_path):
+    """`--parallel 2`: independent stages start together, each in its own process with its log;
+    a stage that fails (here every real-test evaluation: the test images are garbage) stops
+    new starts, and the run exits 2 naming it; run again once mended, it finishes from there."""
+    real = write_real(tmp_path / "real")
+    config = with_second(tmp_path, real)
+    out = tmp_path / "out"
+    originals = {p: p.read_bytes() for f in TEST_FOLDERS for p in (real / f).iterdir()}
+    for path in originals:
+        path.write_bytes(b"not an image")
+    command = [sys.executable, "-m", "synthreid.cli", "experiment", str(config), "--out",
+               str(out), "--parallel", "2"]
+    failed = subprocess.run(command, capture_output=True, text=True)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode == 2, output
+    assert re.search(r"stage evaluate-\S+-on-real failed \(exit 2\): .*"
+                     r"(query|bounding_box_test)/\d{4}_c\d", output), output
+    said = " ".join(output.split())
+    assert said.index("started masks-real") < said.index("finished")  # two at once
+    assert (out / "logs" / "generate-IV.log").is_file()
+    finished = records(out)
+    assert {n for n in records(uninterrupted) if not n.startswith("evaluate-")} <= set(finished)
+    before = {name: mtimes(out / "stages" / f"{name}-{r['key']}") for name, r in finished.items()}
+
+    for path, data in originals.items():
+        path.write_bytes(data)
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(records(out)) == set(records(uninterrupted))
+    for name, files in before.items():  # finished stages were reused, not run again
+        assert mtimes(out / "stages" / f"{name}-{finished[name]['key']}") == files, name
+    assert (out / "report.html").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import sys
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -715,9 +716,13 @@ def experiment(
     as_json: bool = typer.Option(False, "--json", help="with --list-stages: as JSON"),
     stage: Optional[str] = typer.Option(None, "--stage", help="run this stage only (its "
                                         "inputs must be finished); no report"),
+    parallel: int = typer.Option(1, "--parallel", "-j", min=1, help="run up to N independent "
+                                 "stages at once, each in its own process with its share of "
+                                 "the cores"),
 ) -> None:
     """The thesis' experiment matrix on a real dataset, resumable; writes report.md/.html."""
     from synthreid.experiment.matrix import open_experiment
+    from synthreid.experiment.parallel import run_in_processes
 
     with _one_line_errors():
         # Checked before the progress display starts, so a bad config or --out stays one line.
@@ -738,7 +743,13 @@ def experiment(
             if stage is not None:
                 experiment.run_one(stage)
             else:
-                experiment.run()
+                if parallel > 1:
+                    def stage_command(name: str) -> list[str]:
+                        return [sys.executable, "-m", "synthreid.cli", "experiment",
+                                str(config), "--out", str(experiment.out), "--stage", name,
+                                *(["--real", real] if real else [])]
+                    run_in_processes(experiment, stage_command, parallel)
+                experiment.run()  # what is left (nothing, unless a stage was skipped), report
         if stage is not None:
             console.print(f"stage {stage} finished in {experiment.out}")
             return

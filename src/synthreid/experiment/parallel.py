@@ -1,0 +1,82 @@
+"""Independent stages of one experiment at once on one machine: up to N `synthreid experiment
+--stage NAME` processes, each capped to its share of the cores for PyTorch's math (two trainings
+that each take every core run slower together than one after the other: see threads.py), a new
+one started as soon as a stage's inputs are finished. The caller writes the report after.
+
+Each stage's output goes to OUT/logs/NAME.log. A stage that fails is not run again in this run
+and nothing that needs it starts, while every stage that does not need it still runs (hours of
+independent work are not thrown away for one failure); then the error names each failed stage,
+its exit code and its log's last line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from synthreid.errors import JobError
+from synthreid.progress import report
+from synthreid.threads import THREADS_VARIABLE
+
+POLL_S = 1.0
+
+
+def _last_line(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()] \
+        if log.exists() else []
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
+                     processes: int) -> list[str]:
+    """Run every stage of `experiment` that is not finished or left out, up to `processes` at
+    once, each as `stage_command(name)`; returns the names run. PyTorch's threads per process:
+    the machine's cores / `processes`, unless the environment already caps them."""
+    env = dict(os.environ)
+    env.setdefault(THREADS_VARIABLE, str(max(1, (os.cpu_count() or 1) // processes)))
+    logs = experiment.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    running: dict[str, subprocess.Popen] = {}
+    ran: list[str] = []
+    failed: dict[str, str] = {}
+    try:
+        while True:
+            table = experiment.stage_table()
+            done = {row["name"] for row in table if row["done"]}
+            report(experiment.progress, "stages", len(done), len(table))
+            ready = [row["name"] for row in table if not row["done"] and not row["left_out"]
+                     and row["name"] not in running and row["name"] not in failed
+                     and set(row["needs"]) <= done]
+            while ready and len(running) < processes:
+                name = ready.pop(0)
+                with open(logs / f"{name}.log", "a") as log:
+                    running[name] = subprocess.Popen(stage_command(name), env=env, stdout=log,
+                                                     stderr=subprocess.STDOUT)
+                experiment.say(f"started {name}")
+                ran.append(name)
+            if not running:
+                break
+            time.sleep(POLL_S)
+            for name, process in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[name]
+                if process.returncode == 0:
+                    experiment.say(f"finished {name}")
+                else:
+                    failed[name] = (f"stage {name} failed (exit {process.returncode}): "
+                                    f"{_last_line(logs / f'{name}.log')} (log: "
+                                    f"{logs / f'{name}.log'})")
+                    experiment.say(failed[name])
+    finally:
+        for process in running.values():  # interrupted: each stage resumes on the next run
+            process.terminate()
+        for process in running.values():
+            process.wait()
+    if failed:
+        raise JobError(f"{len(failed)} stage(s) failed, the stages needing them not run; "
+                       f"first: {next(iter(failed.values()))}")
+    return ran
