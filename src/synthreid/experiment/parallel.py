@@ -31,32 +31,32 @@ def _last_line(log: Path) -> str:
 
 
 def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
-                     processes: int) -> list[str]:
+                     processes: int) -> None:
     """Run every stage of `experiment` that is not finished or left out, up to `processes` at
-    once, each as `stage_command(name)`; returns the names run. PyTorch's threads per process:
-    the machine's cores / `processes`, unless the environment already caps them."""
+    once, each as `stage_command(name)`. PyTorch's threads per process: the machine's cores /
+    `processes`, unless the environment already caps them."""
     env = dict(os.environ)
     env.setdefault(THREADS_VARIABLE, str(max(1, (os.cpu_count() or 1) // processes)))
     logs = experiment.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     running: dict[str, subprocess.Popen] = {}
-    ran: list[str] = []
     failed: dict[str, str] = {}
+    ended = True  # what is ready changes only when a stage ends: read the records then
     try:
         while True:
-            table = experiment.stage_table()
-            done = {row["name"] for row in table if row["done"]}
-            report(experiment.progress, "stages", len(done), len(table))
-            ready = [row["name"] for row in table if not row["done"] and not row["left_out"]
-                     and row["name"] not in running and row["name"] not in failed
-                     and set(row["needs"]) <= done]
-            while ready and len(running) < processes:
-                name = ready.pop(0)
-                with open(logs / f"{name}.log", "a") as log:
-                    running[name] = subprocess.Popen(stage_command(name), env=env, stdout=log,
-                                                     stderr=subprocess.STDOUT)
-                experiment.say(f"started {name}")
-                ran.append(name)
+            if ended:
+                table = experiment.stage_table()
+                done = {row["name"] for row in table if row["done"]}
+                report(experiment.progress, "stages", len(done), len(table))
+                ready = [row["name"] for row in table if not row["done"]
+                         and not row["left_out"] and row["name"] not in running
+                         and row["name"] not in failed and set(row["needs"]) <= done]
+                for name in ready[:processes - len(running)]:
+                    with open(logs / f"{name}.log", "a") as log:
+                        running[name] = subprocess.Popen(stage_command(name), env=env,
+                                                         stdout=log, stderr=subprocess.STDOUT)
+                    experiment.say(f"started {name}")
+                ended = False
             if not running:
                 break
             time.sleep(POLL_S)
@@ -64,6 +64,7 @@ def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
                 if process.poll() is None:
                     continue
                 del running[name]
+                ended = True
                 if process.returncode == 0:
                     experiment.say(f"finished {name}")
                 else:
@@ -79,4 +80,3 @@ def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
     if failed:
         raise JobError(f"{len(failed)} stage(s) failed, the stages needing them not run; "
                        f"first: {next(iter(failed.values()))}")
-    return ran
