@@ -6,12 +6,15 @@ one started as soon as a stage's inputs are finished. The caller writes the repo
 Each stage's output goes to OUT/logs/NAME.log. A stage that fails is not run again in this run
 and nothing that needs it starts, while every stage that does not need it still runs (hours of
 independent work are not thrown away for one failure); then the error names each failed stage,
-its exit code and its log's last line.
+its exit code and its log's last line. Interrupted (Ctrl-C, or SIGTERM from a scheduler or
+`kill`), it stops the stages it started (each resumes on the next run) rather than leaving them
+running unwatched.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,6 +33,10 @@ def _last_line(log: Path) -> str:
     return lines[-1].strip() if lines else "(no output)"
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
                      processes: int) -> None:
     """Run every stage of `experiment` that is not finished or left out, up to `processes` at
@@ -42,6 +49,8 @@ def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
     running: dict[str, subprocess.Popen] = {}
     failed: dict[str, str] = {}
     ended = True  # what is ready changes only when a stage ends: read the records then
+    # SIGTERM's default ends Python at once, skipping the `finally` that stops the stages.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             if ended:
@@ -73,6 +82,7 @@ def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
                                     f"{logs / f'{name}.log'})")
                     experiment.say(failed[name])
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for process in running.values():  # interrupted: each stage resumes on the next run
             process.terminate()
         for process in running.values():

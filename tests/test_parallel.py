@@ -1,0 +1,70 @@
+"""`experiment --parallel`'s process runner: a SIGTERM to it (a scheduler's or `kill`'s) stops the
+stages it started instead of leaving them running unwatched beside the next run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+# An experiment of two independent stages whose command records its pid and then waits.
+RUNNER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from synthreid.experiment.parallel import run_in_processes
+
+    out = Path(sys.argv[1])
+
+    class TwoStages:
+        progress = None
+        def __init__(self):
+            self.out = out
+        def stage_table(self):
+            return [{"name": n, "done": False, "left_out": None, "needs": []} for n in "ab"]
+        def say(self, text):
+            print(text, flush=True)
+
+    def stage_command(name):
+        script = (f"import os, time, pathlib; pathlib.Path({str(out)!r}, {name!r} + '.pid')"
+                  f".write_text(str(os.getpid())); time.sleep(120)")
+        return [sys.executable, "-c", script]
+
+    run_in_processes(TwoStages(), stage_command, 2)
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (ended, not yet reaped by its parent) counts as ended.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+def test_sigterm_stops_the_stages_it_started(tmp_path):
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pid_files = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    deadline = time.monotonic() + 60
+    while not all(f.exists() and f.read_text() for f in pid_files):
+        assert runner.poll() is None and time.monotonic() < deadline, runner.stdout.read()
+        time.sleep(0.1)
+    stages = [int(f.read_text()) for f in pid_files]
+    assert all(_alive(pid) for pid in stages)
+
+    runner.send_signal(signal.SIGTERM)
+    output = runner.communicate(timeout=60)[0]
+    assert runner.returncode != 0, output  # interrupted is not done
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in stages) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    still = [pid for pid in stages if _alive(pid)]
+    for pid in still:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not still, f"stages still running after SIGTERM: {still}\n{output}"
