@@ -68,3 +68,19 @@ def test_sigterm_stops_the_stages_it_started(tmp_path):
     for pid in still:  # do not leave them behind when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not still, f"stages still running after SIGTERM: {still}\n{output}"
+
+
+def test_render_workers_divide_the_share_of_cores_they_are_given(monkeypatch):
+    """Two generate stages of `--parallel 2` each get SYNTHREID_TORCH_THREADS = cores / 2: each
+    starts workers for its share only, not one per core of the machine (4 renders on 2 cores)."""
+    from synthreid.farm.supervisor import worker_plan
+    from synthreid.threads import THREADS_VARIABLE
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+    assert worker_plan(None, []) == (8, 1, [None] * 8)  # alone: one worker per core
+    assert worker_plan(2, []) == (2, 4, [None, None])
+    monkeypatch.setenv(THREADS_VARIABLE, "4")
+    assert worker_plan(None, []) == (4, 1, [None] * 4)
+    assert worker_plan(2, []) == (2, 2, [None, None])
+    assert worker_plan(None, [0, 1]) == (2, 0, [0, 1])  # GPUs: one worker each, as before

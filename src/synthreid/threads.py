@@ -4,7 +4,8 @@ PyTorch takes every core it sees, so two trainings (or a training beside a rende
 cores each run many times slower than alone (benchmarks/concurrent_training.py).
 `SYNTHREID_TORCH_THREADS=N` (or `synthreid --torch-threads N`) caps this process' math threads,
 and processes it starts inherit the variable: give each process sharing a machine its share of
-the cores. Read without importing torch, so commands that never use it start fast.
+the cores. Local render workers started by a capped process divide its share (core_share).
+Read without importing torch, so commands that never use it start fast.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ def requested_threads() -> int | None:
         raise ValueError(f"{THREADS_VARIABLE}={value!r}: expected a whole number of threads "
                          f">= 1")
     return int(value)
+
+
+def core_share() -> int:
+    """The cores this process may keep busy: the cap, else every core. Render workers started
+    by this process divide it among themselves."""
+    return requested_threads() or os.cpu_count() or 1
 
 
 def apply_thread_cap() -> int | None:

@@ -33,6 +33,7 @@ from synthreid.farm.db import (
 )
 from synthreid.farm.storage import Storage
 from synthreid.progress import Reporter, report
+from synthreid.threads import core_share
 
 
 @dataclass
@@ -149,6 +150,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def worker_plan(workers: int | None, slots: list) -> tuple[int, int, list]:
+    """How many local workers, render threads each (0: Blender's default) and the GPU each is
+    pinned to (None: CPU). Default: one worker per GPU when CUDA is present, else one per core
+    of this process' share (`SYNTHREID_TORCH_THREADS`, set for each stage of `experiment
+    --parallel`: two renders started together would otherwise each take every core)."""
+    cores = core_share()
+    count = workers or len(slots) or cores
+    gpus = [slots[i % len(slots)] if slots else None for i in range(count)]
+    threads = 0 if slots else max(1, cores // count)
+    return count, threads, gpus
+
+
 def render_run(db_url: str, storage_url: str, workers: int | None = None,
                run: str | Sequence[str] | None = None, lease_s: float = 120.0,
                progress: Reporter | None = None) -> RunStatus:
@@ -166,11 +179,7 @@ def render_run(db_url: str, storage_url: str, workers: int | None = None,
     if status.outstanding == 0:
         return status  # nothing to render: no workers to start
     Storage(storage_url).check_writable()  # one line now, not workers dying at start
-    # Default: one worker per GPU when CUDA is present (each pinned to its GPU), else per core.
-    slots = gpu_slots()
-    count = workers or len(slots) or os.cpu_count() or 1
-    gpus = [slots[i % len(slots)] if slots else None for i in range(count)]
-    threads = 0 if slots else max(1, (os.cpu_count() or 1) // count)
+    count, threads, gpus = worker_plan(workers, gpu_slots())
     _sweep_stale_logs()
     logs = Path(tempfile.mkdtemp(prefix=f"{LOG_PREFIX}{os.getpid()}-"))
     spawn = lambda i: _spawn(db_url, storage_url, names, lease_s, threads, gpus[i],  # noqa: E731
