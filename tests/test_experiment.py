@@ -270,6 +270,38 @@ def test_training_seeds_repeat_every_model_on_the_same_data(tmp_path):
             load_experiment_config(path)
 
 
+def test_refiners_per_seed_retrain_each_refiner_with_each_extra_seed(tmp_path):
+    """`refiners.per_seed`: seed 3's refined models learn from refiners trained with seed 3
+    (their own stages, on the same renders); the experiment's seed's stages keep their keys."""
+    from synthreid.experiment.matrix import plan_experiment
+
+    reid = {**TINY["reid"], "seeds": [3]}
+    shared = {s.name: s for s in plan_experiment(load_experiment_config(
+        write_config(tmp_path, tmp_path / "real", reid=reid)), tmp_path).stages}
+    refiners = {**TINY["refiners"], "per_seed": True}
+    config = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid,
+                                                 refiners=refiners))
+    stages = {s.name: s for s in plan_experiment(config, tmp_path).stages}
+    assert set(stages) - set(shared) == {"refine-IV-cyclegan-seed3", "refine-IV-ptgan-seed3"}
+    assert {n: s.key for n, s in stages.items() if n in shared and "seed3" not in n} == \
+        {n: s.key for n, s in shared.items() if "seed3" not in n}
+    for method in ("cyclegan", "ptgan"):
+        refiner = stages[f"refine-IV-{method}-seed3"]
+        assert refiner.settings["seed"] == 3 and stages[f"refine-IV-{method}"].settings["seed"] == 0
+        assert [s.name for s in refiner.inputs] == [s.name for s in
+                                                    stages[f"refine-IV-{method}"].inputs]
+        assert [s.name for s in stages[f"model-refined-IV-{method}-seed3"].inputs] == \
+            [refiner.name]
+        assert [s.name for s in stages[f"evaluate-refined-IV-{method}-seed3-on-own"].inputs] == \
+            [f"model-refined-IV-{method}-seed3", refiner.name]
+        assert [s.name for s in stages[f"model-refined-IV-{method}"].inputs] == \
+            [f"refine-IV-{method}"]
+    assert [s.name for s in stages["model-generated-IV-seed3"].inputs] == ["generate-IV"]
+    path = write_config(tmp_path, tmp_path / "real", refiners=refiners)
+    with pytest.raises(ConfigError, match="refiners.per_seed: .*reid.seeds is empty"):
+        load_experiment_config(path)
+
+
 def test_the_report_gives_each_models_spread_over_training_seeds(tmp_path):
     """The seed table: per model, each seed's R1 and CMC area and their mean ± sample standard
     deviation; the thesis tables keep the experiment's seed only."""

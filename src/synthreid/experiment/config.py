@@ -33,6 +33,10 @@ class Refiners(Strict):
         default_factory=lambda: {"I": ["cyclegan"], "II": ["cyclegan"], "III": ["cyclegan"],
                                  "IV": ["cyclegan", "ptgan"]})
     settings: dict[str, Any] = Field(default_factory=lambda: {"iterations": 20000})
+    # With reid.seeds: every extra seed trains the refiners again too (refine-IV-cyclegan-seed1),
+    # and that seed's refined models learn from their images, so a refined row's spread over
+    # seeds includes the refiner's, not only the re-id model's. Off: one refiner per method.
+    per_seed: bool = False
 
 
 class Reid(Strict):
@@ -43,8 +47,8 @@ class Reid(Strict):
     real: dict[str, Any] = Field(default_factory=dict)  # overrides for the real-only model
     finetune: dict[str, Any] = Field(default_factory=dict)  # overrides for finetuned models
     # More training seeds: every model (and its scores) again with each, on the same data
-    # (renders and refiners keep the experiment's seed), so a table says how far one seed
-    # moves a row. The experiment's `seed` is always the first.
+    # (renders, and refiners unless refiners.per_seed, keep the experiment's seed), so a table
+    # says how far one seed moves a row. The experiment's `seed` is always the first.
     seeds: list[int] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -123,6 +127,9 @@ class ExperimentConfig(Strict):
         if self.seed in self.reid.seeds:
             raise ValueError(f"reid.seeds: {self.seed} is the experiment's seed, which every "
                              f"model trains with first; list only the extra seeds")
+        if self.refiners.per_seed and not self.reid.seeds:
+            raise ValueError("refiners.per_seed: retrains the refiners with each of reid.seeds, "
+                             "and reid.seeds is empty; list the extra seeds there")
         if (self.db is None) != (self.storage is None):
             raise ValueError("db and storage: give both (a farm) or neither (local)")
         self._check_stage_settings()

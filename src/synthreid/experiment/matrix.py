@@ -84,26 +84,43 @@ def plan_experiment(config: ExperimentConfig, root: Path) -> Plan:
     masks = None
     if any("ptgan" in methods for methods in config.refiners.methods.values()):
         masks = plan.add(Stage("masks-real", "masks", {"real": real}), root)
-    for preset, methods in config.refiners.methods.items():
-        for method in methods:
-            inputs = [datasets[f"generated-{preset}"]] + ([masks] if method == "ptgan" else [])
-            datasets[f"refined-{preset}-{method}"] = plan.add(Stage(
-                f"refine-{preset}-{method}", "refine",
-                {"method": method, "real": real, "settings": config.refiners.settings,
-                 "seed": config.seed}, inputs), root)
+    generated = dict(datasets)
+    datasets.update(_plan_refiners(plan, config, root, generated, masks, real, config.seed))
     for seed in [config.seed, *config.reid.seeds]:
-        models = _plan_models(plan, config, root, datasets, real, seed)
+        if seed != config.seed and config.refiners.per_seed:
+            trained_with = {**generated, **_plan_refiners(plan, config, root, generated, masks,
+                                                          real, seed)}
+        else:
+            trained_with = datasets
+        models = _plan_models(plan, config, root, trained_with, real, seed)
         if config.real and seed == config.seed:  # the no-learning baseline every model should beat
             plan.add(Stage(f"evaluate-{HSV}-on-real", "evaluate",
                            {**config.evaluation.model_dump(), "on": "real", "real": real,
                             "descriptor": "hsv"}), root)
-        _plan_evaluations(plan, config, root, datasets, real, models, seed)
+        _plan_evaluations(plan, config, root, trained_with, real, models, seed)
     return plan
+
+
+def _plan_refiners(plan: Plan, config: ExperimentConfig, root: Path,
+                   generated: dict[str, Stage], masks: Stage | None,
+                   real: dict[str, Any] | None, seed: int) -> dict[str, Stage]:
+    """Every refiner trained with `seed` (named like the models of that seed), by the name of
+    the model its images train."""
+    refined: dict[str, Stage] = {}
+    for preset, methods in config.refiners.methods.items():
+        for method in methods:
+            inputs = [generated[f"generated-{preset}"]] + ([masks] if method == "ptgan" else [])
+            refined[f"refined-{preset}-{method}"] = plan.add(Stage(
+                f"refine-{seeded(f'{preset}-{method}', seed, config)}", "refine",
+                {"method": method, "real": real, "settings": config.refiners.settings,
+                 "seed": seed}, inputs), root)
+    return refined
 
 
 def _plan_models(plan: Plan, config: ExperimentConfig, root: Path, datasets: dict[str, Stage],
                  real: dict[str, Any] | None, seed: int) -> dict[str, Stage]:
-    """Every model trained with `seed`, on the data made with the experiment's seed."""
+    """Every model trained with `seed`, on `datasets`: the renders of the experiment's seed,
+    refined by the refiners of the experiment's seed or (refiners.per_seed) of `seed`."""
     reid = {"recipe": config.reid.recipe, "settings": config.reid.settings, "seed": seed}
     models: dict[str, Stage] = {}
 

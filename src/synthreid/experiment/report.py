@@ -406,9 +406,13 @@ def _seed_table(stages: list[Stage], results: dict[str, dict]) -> list[Block]:
     title = "Training seeds: how far one seed moves a row"
     header = ["model", "test ids", "seeds", "R1 per seed", "R1 over seeds", "CMC area per seed",
               "CMC area over seeds"]
+    refiner_seeds = {s.settings["seed"] for s in stages if s.kind == "refine"}
+    data = ("the same renders, each refined row's images from refiners trained with that seed "
+            "too" if len(refiner_seeds) > 1 else
+            "the same data (renders and refiners keep the experiment's seed)")
     return [("h2", title), Table(title, header, rows),
-            ("p", "Each model trained again with each seed on the same data (renders and "
-                  "refiners keep the experiment's seed), scored by the thesis protocol; mean ± "
+            ("p", f"Each model trained again with each seed on {data}, scored by the thesis "
+                  "protocol; mean ± "
                   "sample standard deviation over the seeds, each seed's value being the mean "
                   "over the protocol's draws. The tables above show the experiment's seed. Two "
                   "rows closer than these spreads are not told apart by this experiment.")]
