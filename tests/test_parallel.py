@@ -84,3 +84,30 @@ def test_render_workers_divide_the_share_of_cores_they_are_given(monkeypatch):
     assert worker_plan(None, []) == (4, 1, [None] * 4)
     assert worker_plan(2, []) == (2, 2, [None, None])
     assert worker_plan(None, [0, 1]) == (2, 0, [0, 1])  # GPUs: one worker each, as before
+
+
+def test_stages_more_stages_wait_for_start_first(tmp_path):
+    """With one slot, of two ready refiners the one a model, a finetuning and their scores wait
+    for starts before the one only its model waits for, whatever the plan's order."""
+    from synthreid.experiment.parallel import run_in_processes
+
+    plan = [("refine-I", []), ("refine-IV", []), ("model-I", ["refine-I"]),
+            ("model-IV", ["refine-IV"]), ("finetuned-IV", ["model-IV"]),
+            ("evaluate-finetuned-IV", ["finetuned-IV"])]
+    started: list[str] = []
+
+    class Plan:
+        out, progress = tmp_path, None
+
+        def stage_table(self):
+            return [{"name": name, "done": name in started, "left_out": None, "needs": needs}
+                    for name, needs in plan]
+
+        def say(self, text):
+            if text.startswith("started "):
+                started.append(text.removeprefix("started "))
+
+    run_in_processes(Plan(), lambda name: [sys.executable, "-c", "pass"], 1)
+    assert started[:2] == ["refine-IV", "model-IV"], started
+    assert started.index("refine-I") < started.index("model-I")
+    assert sorted(started) == sorted(name for name, _ in plan)
