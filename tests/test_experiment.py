@@ -420,8 +420,17 @@ def _decays(config) -> bool:
     return config.schedule == "cosine" or all(m < config.epochs for m in config.milestones)
 
 
-@pytest.mark.parametrize("name", ["small.yaml", "small-iv.yaml", "levers.yaml", "refiners.yaml",
-                                  "thesis.yaml"])
+# Every experiment config shipped (dataset and fit YAMLs beside them have no `presets`).
+SHIPPED_EXPERIMENTS = sorted(p.name for p in (REPO / "experiments").glob("*.yaml")
+                             if "\npresets:" in p.read_text())
+
+
+def test_the_shipped_experiments_are_found():
+    assert {"small.yaml", "small-iv.yaml", "levers.yaml", "refiners.yaml", "thesis.yaml",
+            "denoise.yaml"} <= set(SHIPPED_EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", SHIPPED_EXPERIMENTS)
 def test_every_shipped_experiment_schedules_decays_that_happen(name, monkeypatch):
     from synthreid.experiment import config as experiment_config
     from synthreid.reid.config import load_train_config
