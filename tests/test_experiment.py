@@ -335,6 +335,39 @@ def test_the_report_gives_each_models_spread_over_training_seeds(tmp_path):
     assert [r[0] for r in generated.rows] == ["chance", "hsv", "generated-IV"]
 
 
+def test_the_report_gives_each_refiners_choice_per_seed(tmp_path):
+    """`refiners.per_seed`: a table of the checkpoint each seed's refiner used, its identity and
+    realism per seed and their mean ± sample standard deviation over the seeds that kept
+    identity; a seed whose refiner kept none is counted and shown as such."""
+    from synthreid.experiment.matrix import plan_experiment
+    from synthreid.experiment.report import Table, build_blocks
+
+    reid = {**TINY["reid"], "seeds": [1, 2]}
+    refiners = {**TINY["refiners"], "per_seed": True}
+    config = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid,
+                                                 refiners=refiners))
+    stages = plan_experiment(config, tmp_path).stages
+    results = {}
+    for stage in (s for s in stages if s.kind == "refine"):
+        seed = stage.settings["seed"]
+        log = tmp_path / f"{stage.name}.csv"
+        log.write_text("iteration,identity_refined,identity_cross,realism,kept_identity,"
+                       "unrefined\n0,50.0,50.0,1.0,True,True\n"
+                       f"50,{40 + 10 * seed},45.0,{0.9 - 0.1 * seed},True,False\n")
+        kept = not (stage.settings["method"] == "ptgan" and seed == 2)
+        chosen = {"iteration": 50, "identity_refined": 40.0 + 10 * seed,
+                  "identity_cross": 45.0, "realism": 0.9 - 0.1 * seed} if kept else None
+        results[stage.name] = {"checkpoints": str(log), "choice": {"chosen": chosen}}
+    (tmp_path / "report").mkdir()
+    blocks = build_blocks(stages, results, tmp_path / "report", "config")
+    table = next(b for b in blocks if isinstance(b, Table) and b.title.startswith("Refiner seeds"))
+    rows = {r[0]: r[1:] for r in table.rows}
+    assert rows["IV-cyclegan"] == ["0, 1, 2", "3 of 3", "40.0 / 50.0 / 60.0", "50.0 ± 10.0",
+                                   "0.900 / 0.800 / 0.700", "0.800 ± 0.100"]
+    assert rows["IV-ptgan"][:4] == ["0, 1, 2", "2 of 3", "40.0 / 50.0 / –", "45.0 ± 7.1"]
+    assert set(rows) == {"IV-cyclegan", "IV-ptgan"}
+
+
 def test_a_code_version_bump_reruns_the_stages_it_computes(tmp_path, monkeypatch):
     """A fix that changes what a kind of stage computes (a corrected protocol, a refiner's loss)
     bumps its code version: those stages and what follows them get new keys (new folders, so

@@ -428,6 +428,7 @@ def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
 
     blocks: list[Block] = []
     rows = []
+    by_seed: dict[str, list[tuple[int, dict | None]]] = {}  # refiner -> (seed, chosen)
     for stage in stages:
         result = results.get(stage.name, {})
         if stage.kind != "refine" or not result.get("checkpoints"):
@@ -438,6 +439,7 @@ def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
         trained = [r for r in logged if r["unrefined"] != "True"]
         chosen = (result.get("choice") or {}).get("chosen")
         name = stage.name.removeprefix("refine-")
+        by_seed.setdefault(unseeded(name)[0], []).append((stage.settings["seed"], chosen))
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
         steps = [int(r["iteration"]) for r in trained]
         for key, label in (("identity_refined", "refined vs refined"),
@@ -481,7 +483,41 @@ def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
                   "training images, as a ratio to the unrefined images' (1; lower is closer). "
                   "The checkpoint used is the most realistic within the margin of the "
                   "unrefined identity; one above 1 retouched the images more than it "
-                  "refined them.")] + blocks
+                  "refined them.")] + _refiner_seed_table(by_seed) + blocks
+
+
+def _refiner_seed_table(by_seed: dict[str, list[tuple[int, dict | None]]]) -> list[Block]:
+    """Per refiner trained with several seeds (`refiners.per_seed`): the chosen checkpoint's
+    identity and realism per seed, and their mean ± sample standard deviation."""
+    import statistics
+
+    def spread(values: list[float], digits: int) -> str:
+        if len(values) < 2:
+            return "–"
+        return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+    rows = []
+    for name, seeded_choices in by_seed.items():
+        if len(seeded_choices) < 2:
+            continue
+        seeded_choices.sort(key=lambda pair: pair[0])
+        chosen = [c for _, c in seeded_choices if c]
+        identity = [c["identity_refined"] for c in chosen]
+        realism = [c["realism"] for c in chosen]
+        rows.append([name, ", ".join(str(seed) for seed, _ in seeded_choices),
+                     f"{len(chosen)} of {len(seeded_choices)}",
+                     " / ".join(f"{c['identity_refined']:.1f}" if c else "–"
+                                for _, c in seeded_choices), spread(identity, 1),
+                     " / ".join(f"{c['realism']:.3f}" if c else "–"
+                                for _, c in seeded_choices), spread(realism, 3)])
+    if not rows:
+        return []
+    title = "Refiner seeds: the checkpoint used, per seed"
+    header = ["refiner", "seeds", "kept identity", "identity R1 per seed",
+              "identity R1 over seeds", "realism per seed", "realism over seeds"]
+    return [Table(title, header, rows),
+            ("p", "Each refiner trained again with each seed on the same renders; mean ± "
+                  "sample standard deviation over the seeds whose refiner kept identity.")]
 
 
 def _validation_curves(stages: list[Stage], results: dict[str, dict], path: Path) -> Path | None:
