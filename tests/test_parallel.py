@@ -24,7 +24,8 @@ RUNNER = textwrap.dedent("""
         def __init__(self):
             self.out = out
         def stage_table(self):
-            return [{"name": n, "done": False, "left_out": None, "needs": []} for n in "ab"]
+            return [{"name": n, "kind": "model", "done": False, "left_out": None, "needs": []}
+                    for n in "ab"]
         def say(self, text):
             print(text, flush=True)
 
@@ -86,28 +87,41 @@ def test_render_workers_divide_the_share_of_cores_they_are_given(monkeypatch):
     assert worker_plan(None, [0, 1]) == (2, 0, [0, 1])  # GPUs: one worker each, as before
 
 
-def test_stages_more_stages_wait_for_start_first(tmp_path):
-    """With one slot, of two ready refiners the one a model, a finetuning and their scores wait
-    for starts before the one only its model waits for, whatever the plan's order."""
+def _start_order(tmp_path, plan: list[tuple[str, str, list[str]]], slots: int) -> list[str]:
+    """The order in which `run_in_processes` starts the stages of `plan` (name, kind, needs)
+    when every stage ends at once."""
     from synthreid.experiment.parallel import run_in_processes
 
-    plan = [("refine-I", []), ("refine-IV", []), ("model-I", ["refine-I"]),
-            ("model-IV", ["refine-IV"]), ("finetuned-IV", ["model-IV"]),
-            ("evaluate-finetuned-IV", ["finetuned-IV"])]
     started: list[str] = []
 
     class Plan:
         out, progress = tmp_path, None
 
         def stage_table(self):
-            return [{"name": name, "done": name in started, "left_out": None, "needs": needs}
-                    for name, needs in plan]
+            return [{"name": name, "kind": kind, "done": name in started, "left_out": None,
+                     "needs": needs} for name, kind, needs in plan]
 
         def say(self, text):
             if text.startswith("started "):
                 started.append(text.removeprefix("started "))
 
-    run_in_processes(Plan(), lambda name: [sys.executable, "-c", "pass"], 1)
-    assert started[:2] == ["refine-IV", "model-IV"], started
+    run_in_processes(Plan(), lambda name: [sys.executable, "-c", "pass"], slots)
+    assert sorted(started) == sorted(name for name, _, _ in plan)
+    return started
+
+
+def test_the_head_of_the_longest_chain_starts_first(tmp_path):
+    """With one slot: of two ready refiners, the one a model, a finetuning and its score wait
+    for starts first, whatever the plan's order; and a refiner (long) before a render (short)
+    when each feeds one model."""
+    started = _start_order(tmp_path, [
+        ("refine-I", "refine", []), ("refine-IV", "refine", []),
+        ("model-I", "model", ["refine-I"]), ("model-IV", "model", ["refine-IV"]),
+        ("finetuned-IV", "model", ["model-IV"]),
+        ("evaluate-finetuned-IV", "evaluate", ["finetuned-IV"])], 1)
+    assert started[0] == "refine-IV", started
     assert started.index("refine-I") < started.index("model-I")
-    assert sorted(started) == sorted(name for name, _ in plan)
+    started = _start_order(tmp_path, [
+        ("generate-A", "generate", []), ("refine-B", "refine", []),
+        ("model-A", "model", ["generate-A"]), ("model-B", "model", ["refine-B"])], 1)
+    assert started[0] == "refine-B", started

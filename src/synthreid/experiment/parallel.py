@@ -6,9 +6,10 @@ one started as soon as a stage's inputs are finished. The caller writes the repo
 Each stage's output goes to OUT/logs/NAME.log. A stage that fails is not run again in this run
 and nothing that needs it starts, while every stage that does not need it still runs (hours of
 independent work are not thrown away for one failure); then the error names each failed stage,
-its exit code and its log's last line. Of the stages ready at once, those that more stages wait
-for start first. Interrupted (Ctrl-C, or SIGTERM from a scheduler or `kill`), it stops the
-stages it started (each resumes on the next run) rather than leaving them running unwatched.
+its exit code and its log's last line. Of the stages ready at once, those at the head of the
+longest chains of work start first. Interrupted (Ctrl-C, or SIGTERM from a scheduler or
+`kill`), it stops the stages it started (each resumes on the next run) rather than leaving them
+running unwatched.
 """
 
 from __future__ import annotations
@@ -33,22 +34,31 @@ def _last_line(log: Path) -> str:
     return lines[-1].strip() if lines else "(no output)"
 
 
-def _waiting_on(table: list[dict]) -> dict[str, int]:
-    """How many stages need each stage, directly or through others. Ready stages start in
-    this order (stable, so the plan's order among equals): a refiner that a model, its
-    finetuning and a mixed training wait for starts before one that only its model needs."""
-    needed_by: dict[str, set[str]] = {row["name"]: set() for row in table}
+# Rough minutes a stage of each kind takes at the shipped sizes on a small CPU (README: stage
+# wall times); only their order and ratios matter, to find the longest chains.
+TYPICAL_MINUTES = {"refine": 30.0, "model": 10.0, "generate": 5.0, "masks": 0.5,
+                   "evaluate": 0.5}
+
+
+def _critical_path(table: list[dict]) -> dict[str, float]:
+    """Per stage, the typical minutes of the longest chain from it to the end of the plan (it
+    included). Ready stages start longest first (the plan's order among equals), so a
+    refiner that a model, its finetuning and a mixed training wait for starts before a render
+    that one short model needs, and the run ends sooner."""
+    needed_by: dict[str, list[str]] = {row["name"]: [] for row in table}
+    kinds = {row["name"]: row["kind"] for row in table}
     for row in table:
         for need in row["needs"]:
-            needed_by.setdefault(need, set()).add(row["name"])
-    below: dict[str, set[str]] = {}
+            needed_by.setdefault(need, []).append(row["name"])
+    longest: dict[str, float] = {}
 
-    def waiting(name: str) -> set[str]:
-        if name not in below:
-            below[name] = set(needed_by[name]).union(*map(waiting, needed_by[name]))
-        return below[name]
+    def chain(name: str) -> float:
+        if name not in longest:
+            longest[name] = TYPICAL_MINUTES.get(kinds.get(name, ""), 1.0) + max(
+                (chain(child) for child in needed_by[name]), default=0.0)
+        return longest[name]
 
-    return {name: len(waiting(name)) for name in needed_by}
+    return {name: chain(name) for name in needed_by}
 
 
 def _interrupt(signum, frame):
@@ -73,13 +83,13 @@ def run_in_processes(experiment, stage_command: Callable[[str], list[str]],
         while True:
             if ended:
                 table = experiment.stage_table()
-                waiting = _waiting_on(table)
+                longest = _critical_path(table)
                 done = {row["name"] for row in table if row["done"]}
                 report(experiment.progress, "stages", len(done), len(table))
                 ready = sorted((row["name"] for row in table if not row["done"]
                                 and not row["left_out"] and row["name"] not in running
                                 and row["name"] not in failed and set(row["needs"]) <= done),
-                               key=lambda name: -waiting[name])
+                               key=lambda name: -longest[name])
                 for name in ready[:processes - len(running)]:
                     with open(logs / f"{name}.log", "a") as log:
                         running[name] = subprocess.Popen(stage_command(name), env=env,
