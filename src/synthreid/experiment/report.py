@@ -374,11 +374,18 @@ def _describe_set(path: Path) -> list[str]:
             f"{mean(images, 'focal_mm'):.0f}"]
 
 
+def _mean_sd(values: list[float], digits: int) -> str:
+    """"mean ± sample standard deviation" of values over seeds; "–" for fewer than two."""
+    import statistics
+
+    if len(values) < 2:
+        return "–"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
 def _seed_table(stages: list[Stage], results: dict[str, dict]) -> list[Block]:
     """Each model trained with every training seed (`reid.seeds`): the thesis protocol's R1
     and CMC area per seed, and their mean ± sample standard deviation over the seeds."""
-    import statistics
-
     by_model: dict[tuple[str, str], list[tuple[int, CMCResult]]] = {}
     for stage in stages:
         if stage.kind != "evaluate" or stage.name not in results or not stage.inputs:
@@ -398,9 +405,9 @@ def _seed_table(stages: list[Stage], results: dict[str, dict]) -> list[Block]:
         area = [result.area for _, result in seeded_results]
         rows.append([model, TEST_IDS[on], ", ".join(str(seed) for seed, _ in seeded_results),
                      " / ".join(f"{v:.1f}" for v in r1),
-                     f"{statistics.fmean(r1):.1f} ± {statistics.stdev(r1):.1f}",
+                     _mean_sd(r1, 1),
                      " / ".join(f"{v:.1f}" for v in area),
-                     f"{statistics.fmean(area):.1f} ± {statistics.stdev(area):.1f}"])
+                     _mean_sd(area, 1)])
     if not rows:
         return []
     title = "Training seeds: how far one seed moves a row"
@@ -489,13 +496,6 @@ def _refiner_checkpoints(stages: list[Stage], results: dict[str, dict],
 def _refiner_seed_table(by_seed: dict[str, list[tuple[int, dict | None]]]) -> list[Block]:
     """Per refiner trained with several seeds (`refiners.per_seed`): the chosen checkpoint's
     identity and realism per seed, and their mean ± sample standard deviation."""
-    import statistics
-
-    def spread(values: list[float], digits: int) -> str:
-        if len(values) < 2:
-            return "–"
-        return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
     rows = []
     for name, seeded_choices in by_seed.items():
         if len(seeded_choices) < 2:
@@ -507,9 +507,9 @@ def _refiner_seed_table(by_seed: dict[str, list[tuple[int, dict | None]]]) -> li
         rows.append([name, ", ".join(str(seed) for seed, _ in seeded_choices),
                      f"{len(chosen)} of {len(seeded_choices)}",
                      " / ".join(f"{c['identity_refined']:.1f}" if c else "–"
-                                for _, c in seeded_choices), spread(identity, 1),
+                                for _, c in seeded_choices), _mean_sd(identity, 1),
                      " / ".join(f"{c['realism']:.3f}" if c else "–"
-                                for _, c in seeded_choices), spread(realism, 3)])
+                                for _, c in seeded_choices), _mean_sd(realism, 3)])
     if not rows:
         return []
     title = "Refiner seeds: the checkpoint used, per seed"
