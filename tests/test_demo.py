@@ -52,7 +52,8 @@ def test_demo_with_a_real_set_adds_a_refiner_and_real_rows(tmp_path):
     stages = [s.name for s in plan_experiment(demo_config(real="market1501:/data/market"),
                                               tmp_path).stages]
     assert stages == [
-        "generate-IV", "refine-IV-cyclegan", "model-generated-IV", "model-refined-IV-cyclegan",
+        "generate-IV", "refiner-IV-cyclegan", "refine-IV-cyclegan", "model-generated-IV",
+        "model-refined-IV-cyclegan",
         "model-real", "model-finetuned-refined-IV-cyclegan", "evaluate-hsv-on-real",
         "evaluate-generated-IV-on-real", "evaluate-generated-IV-on-own",
         "evaluate-refined-IV-cyclegan-on-real", "evaluate-refined-IV-cyclegan-on-own",

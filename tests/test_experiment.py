@@ -235,7 +235,7 @@ def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
     moved = {n for n in base if keys[n] != base[n]}
     assert "generate-IV" not in moved and "model-real" not in moved
     assert "evaluate-generated-IV-on-own" not in moved
-    assert {"refine-IV-cyclegan", "model-refined-IV-ptgan",
+    assert {"refiner-IV-cyclegan", "refine-IV-cyclegan", "model-refined-IV-ptgan",
             "evaluate-finetuned-refined-IV-ptgan-on-real"} <= moved
 
 
@@ -282,18 +282,22 @@ def test_refiners_per_seed_retrain_each_refiner_with_each_extra_seed(tmp_path):
     config = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid,
                                                  refiners=refiners))
     stages = {s.name: s for s in plan_experiment(config, tmp_path).stages}
-    assert set(stages) - set(shared) == {"refine-IV-cyclegan-seed3", "refine-IV-ptgan-seed3"}
+    assert set(stages) - set(shared) == {f"{kind}-IV-{method}-seed3" for kind in
+                                         ("refiner", "refine") for method in ("cyclegan", "ptgan")}
     assert {n: s.key for n, s in stages.items() if n in shared and "seed3" not in n} == \
         {n: s.key for n, s in shared.items() if "seed3" not in n}
     for method in ("cyclegan", "ptgan"):
-        refiner = stages[f"refine-IV-{method}-seed3"]
-        assert refiner.settings["seed"] == 3 and stages[f"refine-IV-{method}"].settings["seed"] == 0
+        refiner = stages[f"refiner-IV-{method}-seed3"]
+        assert refiner.settings["seed"] == 3 and \
+            stages[f"refiner-IV-{method}"].settings["seed"] == 0
         assert [s.name for s in refiner.inputs] == [s.name for s in
-                                                    stages[f"refine-IV-{method}"].inputs]
+                                                    stages[f"refiner-IV-{method}"].inputs]
+        refined = stages[f"refine-IV-{method}-seed3"]
+        assert [s.name for s in refined.inputs] == [refiner.name, "generate-IV"]
         assert [s.name for s in stages[f"model-refined-IV-{method}-seed3"].inputs] == \
-            [refiner.name]
+            [refined.name]
         assert [s.name for s in stages[f"evaluate-refined-IV-{method}-seed3-on-own"].inputs] == \
-            [f"model-refined-IV-{method}-seed3", refiner.name]
+            [f"model-refined-IV-{method}-seed3", refined.name]
         assert [s.name for s in stages[f"model-refined-IV-{method}"].inputs] == \
             [f"refine-IV-{method}"]
     assert [s.name for s in stages["model-generated-IV-seed3"].inputs] == ["generate-IV"]
@@ -380,13 +384,20 @@ def test_a_code_version_bump_reruns_the_stages_it_computes(tmp_path, monkeypatch
     monkeypatch.setitem(stages.CODE_VERSIONS, "evaluate", stages.CODE_VERSIONS["evaluate"] + 1)
     keys = {s.name: s.key for s in plan_experiment(config, tmp_path).stages}
     assert {n for n in base if keys[n] != base[n]} == {n for n in base if n.startswith("evaluate-")}
-    monkeypatch.setitem(stages.CODE_VERSIONS, "refine-ptgan",
-                        stages.CODE_VERSIONS["refine-ptgan"] + 1)
+    monkeypatch.setitem(stages.CODE_VERSIONS, "refiner-ptgan",
+                        stages.CODE_VERSIONS["refiner-ptgan"] + 1)
     moved = {n for n, key in ((s.name, s.key) for s in plan_experiment(config, tmp_path).stages)
              if key != keys[n]}
     assert "refine-IV-cyclegan" not in moved and "generate-IV" not in moved
-    assert {"refine-IV-ptgan", "model-refined-IV-ptgan", "model-finetuned-refined-IV-ptgan",
-            "evaluate-refined-IV-ptgan-on-real"} <= moved
+    assert {"refiner-IV-ptgan", "refine-IV-ptgan", "model-refined-IV-ptgan",
+            "model-finetuned-refined-IV-ptgan", "evaluate-refined-IV-ptgan-on-real"} <= moved
+    # A change to how images are translated reruns the cheap apply stages, never the trainings.
+    keys = {s.name: s.key for s in plan_experiment(config, tmp_path).stages}
+    monkeypatch.setitem(stages.CODE_VERSIONS, "refine", stages.CODE_VERSIONS["refine"] + 1)
+    moved = {n for n, key in ((s.name, s.key) for s in plan_experiment(config, tmp_path).stages)
+             if key != keys[n]}
+    assert not any(n.startswith("refiner-") for n in moved)
+    assert {"refine-IV-cyclegan", "refine-IV-ptgan", "model-refined-IV-cyclegan"} <= moved
 
 
 def test_bad_experiment_configs_are_one_line(tmp_path):
@@ -524,9 +535,9 @@ def test_listing_stages_leaves_another_experiments_folder_as_it_was(tmp_path):
 
 @pytest.mark.slow
 def test_a_refiner_that_kept_no_identity_ends_its_branch_not_the_experiment(tmp_path):
-    """Its refine stage finishes judged (no dataset); every model of its images, and what
-    follows them, is left out and says why, in the listing, the report and `--stage`; the other
-    rows run."""
+    """Its refiner stage keeps no checkpoint and its refine stage finishes judged (no
+    dataset); every model of its images, and what follows them, is left out and says why, in
+    the listing, the report and `--stage`; the other rows run."""
     real = tmp_path / "real"
     refiners = json.loads(json.dumps(TINY["refiners"]))
     refiners["methods"] = {"IV": ["cyclegan"]}
@@ -539,6 +550,7 @@ def test_a_refiner_that_kept_no_identity_ends_its_branch_not_the_experiment(tmp_
     result = CliRunner().invoke(app, ["experiment", str(config), "--out", str(out)])
     assert result.exit_code == 0, result.output
     done = records(out)
+    assert done["refiner-IV-cyclegan"]["result"]["checkpoint"] is None
     assert done["refine-IV-cyclegan"]["result"]["dataset"] is None
     assert done["refine-IV-cyclegan"]["result"]["choice"]["chosen"] is None
     assert {"model-generated-IV", "model-real", "evaluate-generated-IV-on-real"} <= set(done)

@@ -115,13 +115,13 @@ def test_the_head_of_the_longest_chain_starts_first(tmp_path):
     for starts first, whatever the plan's order; and a refiner (long) before a render (short)
     when each feeds one model."""
     started = _start_order(tmp_path, [
-        ("refine-I", "refine", []), ("refine-IV", "refine", []),
-        ("model-I", "model", ["refine-I"]), ("model-IV", "model", ["refine-IV"]),
+        ("refiner-I", "refiner", []), ("refiner-IV", "refiner", []),
+        ("model-I", "model", ["refiner-I"]), ("model-IV", "model", ["refiner-IV"]),
         ("finetuned-IV", "model", ["model-IV"]),
         ("evaluate-finetuned-IV", "evaluate", ["finetuned-IV"])], 1)
-    assert started[0] == "refine-IV", started
-    assert started.index("refine-I") < started.index("model-I")
+    assert started[0] == "refiner-IV", started
+    assert started.index("refiner-I") < started.index("model-I")
     started = _start_order(tmp_path, [
-        ("generate-A", "generate", []), ("refine-B", "refine", []),
-        ("model-A", "model", ["generate-A"]), ("model-B", "model", ["refine-B"])], 1)
-    assert started[0] == "refine-B", started
+        ("generate-A", "generate", []), ("refiner-B", "refiner", []),
+        ("model-A", "model", ["generate-A"]), ("model-B", "model", ["refiner-B"])], 1)
+    assert started[0] == "refiner-B", started

@@ -292,3 +292,59 @@ def test_refiner_train_sets_any_config_field(domains, tmp_path):
     assert saved["residual"] is True and saved["colour_weight"] == 0.5 and saved["ngf"] == 8
     typo = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "t"), "--set", "residul=1"])
     assert typo.exit_code == 2 and "residul" in typo.output
+
+
+def _identity_refiner(path, height, width):
+    """A checkpoint whose residual G is exactly the identity (its last convolution zero)."""
+    config = RefinerConfig(source="synthetic:a", target="synthetic:b", out="r", height=height,
+                           width=width, ngf=8, blocks=6, residual=True, identity_check=False)
+    generator = ResnetGenerator(ngf=8, blocks=6, residual=True)
+    torch.save({"G": generator.state_dict(), "config": config.model_dump(mode="json")}, path)
+
+
+def _crops(root, sizes):
+    """A Market-layout set of noise crops of the given (width, height) sizes, as PNG (each in
+    every split: the reader wants none empty)."""
+    rng = np.random.default_rng(0)
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        (root / folder).mkdir(parents=True)
+    for index, (width, height) in enumerate(sizes):
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        name = f"{index + 1:04d}_c{index % 2 + 1}_{index:06d}.png"
+        for folder in ("bounding_box_train", "bounding_box_test", "query"):
+            Image.fromarray(pixels).save(root / folder / name)
+    return root
+
+
+def test_refine_translates_crops_at_their_own_aspect_ratio(tmp_path):
+    # Generated crops are narrower than the refiner's 2:1 (about 46x128). Squeezing them to
+    # 128x64 and back blurred every image by itself; an identity G must change nothing.
+    from synthreid.refine.apply import refine_dataset
+    _identity_refiner(tmp_path / "identity.pt", 128, 64)
+    source = _crops(tmp_path / "crops", [(46, 128), (47, 128), (46, 128), (64, 128), (5, 128)])
+    refine_dataset(tmp_path / "identity.pt", f"synthetic:{source}", tmp_path / "out",
+                   batch_size=2)
+    for path in sorted((source / "bounding_box_train").glob("*.png")):
+        refined = tmp_path / "out" / "bounding_box_train" / path.name
+        before, after = np.asarray(Image.open(path)), np.asarray(Image.open(refined))
+        assert after.shape == before.shape and np.array_equal(after, before), path.name
+
+
+def test_refine_scales_only_crops_of_another_height(tmp_path, monkeypatch):
+    from synthreid.refine import apply
+    _identity_refiner(tmp_path / "identity.pt", 64, 32)
+    source = _crops(tmp_path / "crops", [(46, 128), (23, 64), (30, 64)])
+    seen = []
+    forward = ResnetGenerator.forward
+    monkeypatch.setattr(ResnetGenerator, "forward",
+                        lambda self, x: seen.append(tuple(x.shape[-2:])) or forward(self, x))
+    apply.refine_dataset(tmp_path / "identity.pt", f"synthetic:{source}", tmp_path / "out")
+    # 46x128 scaled to 23x64 joins the other 23-wide crops (padded to 24); 30 wide pads to 32.
+    assert sorted(seen) == [(64, 24), (64, 32)]
+    for path in sorted((source / "bounding_box_train").glob("*.png")):
+        refined = Image.open(tmp_path / "out" / "bounding_box_train" / path.name)
+        assert refined.size == Image.open(path).size
+    unscaled = sorted((source / "bounding_box_train").glob("*.png"))[1]
+    assert np.array_equal(np.asarray(Image.open(unscaled)),
+                          np.asarray(Image.open(tmp_path / "out" / "bounding_box_train" /
+                                                unscaled.name)))

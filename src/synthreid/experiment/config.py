@@ -33,9 +33,10 @@ class Refiners(Strict):
         default_factory=lambda: {"I": ["cyclegan"], "II": ["cyclegan"], "III": ["cyclegan"],
                                  "IV": ["cyclegan", "ptgan"]})
     settings: dict[str, Any] = Field(default_factory=lambda: {"iterations": 20000})
-    # With reid.seeds: every extra seed trains the refiners again too (refine-IV-cyclegan-seed1),
-    # and that seed's refined models learn from their images, so a refined row's spread over
-    # seeds includes the refiner's, not only the re-id model's. Off: one refiner per method.
+    # With reid.seeds: every extra seed trains the refiners again too (refiner-IV-cyclegan-seed1,
+    # applied by refine-IV-cyclegan-seed1), and that seed's refined models learn from their
+    # images, so a refined row's spread over seeds includes the refiner's, not only the re-id
+    # model's. Off: one refiner per method.
     per_seed: bool = False
 
 

@@ -2,7 +2,10 @@
 
     generate-P          plan, render (job database + workers), export preset P
     masks-real          person masks for the real training images (when PTGAN is asked)
-    refine-P-M          train refiner M from P's export to the real training images, apply it
+    refiner-P-M         train refiner M from P's export to the real training images, choose
+                        the checkpoint that keeps identity
+    refine-P-M          apply that checkpoint to P's export (its own stage, so a change to
+                        how images are translated reuses the trained refiners)
     model-NAME          a re-id model: generated-P, refined-P-M, real, finetuned-NAME, mixed-NAME
     evaluate-NAME-ON    a model scored on the real test ids (thesis protocol + the standard
                         one), on its own export's test ids (A.1), on a second real set (A.2);
@@ -109,11 +112,15 @@ def _plan_refiners(plan: Plan, config: ExperimentConfig, root: Path,
     refined: dict[str, Stage] = {}
     for preset, methods in config.refiners.methods.items():
         for method in methods:
-            inputs = [generated[f"generated-{preset}"]] + ([masks] if method == "ptgan" else [])
-            refined[f"refined-{preset}-{method}"] = plan.add(Stage(
-                f"refine-{seeded(f'{preset}-{method}', seed, config)}", "refine",
+            source = generated[f"generated-{preset}"]
+            label = seeded(f"{preset}-{method}", seed, config)
+            refiner = plan.add(Stage(
+                f"refiner-{label}", "refiner",
                 {"method": method, "real": real, "settings": config.refiners.settings,
-                 "seed": seed}, inputs), root)
+                 "seed": seed}, [source] + ([masks] if method == "ptgan" else [])), root)
+            refined[f"refined-{preset}-{method}"] = plan.add(Stage(
+                f"refine-{label}", "refine", {"method": method, "seed": seed},
+                [refiner, source]), root)
     return refined
 
 
@@ -218,8 +225,8 @@ class Experiment:
 
     @property
     def _works(self) -> dict[str, Callable[[Stage], dict[str, Any]]]:
-        return {"generate": self._generate, "masks": self._masks, "refine": self._refine,
-                "model": self._model, "evaluate": self._evaluate}
+        return {"generate": self._generate, "masks": self._masks, "refiner": self._refiner,
+                "refine": self._refine, "model": self._model, "evaluate": self._evaluate}
 
     def stage_table(self) -> list[dict[str, Any]]:
         """Every stage with its key, kind, the stages it needs and whether it is finished."""
@@ -301,8 +308,7 @@ class Experiment:
         open_dataset(str(described), check_images=False)  # it reads back as a dataset
         return {"dataset": str(described)}
 
-    def _refine(self, stage: Stage) -> dict[str, Any]:
-        from synthreid.refine.apply import refine_dataset
+    def _refiner(self, stage: Stage) -> dict[str, Any]:
         from synthreid.refine.config import RefinerConfig
         from synthreid.refine.train import RefinerTrainer
         from synthreid.typed import validate_model
@@ -320,22 +326,31 @@ class Experiment:
         trainer.fit(lambda event: self._inner(stage, event.done, config.iterations))
         samples = sorted((stage.folder / "refiner" / "samples").glob("*.png"))
         choice = stage.folder / "refiner" / "choice.json"
-        result = {"dataset": None, "samples": str(samples[-1]) if samples else None,
+        result = {"samples": str(samples[-1]) if samples else None,
                   "checkpoints": str(stage.folder / "refiner" / "checkpoints.csv")
                   if choice.exists() else None,
-                  "choice": json.loads(choice.read_text()) if choice.exists() else None}
+                  "choice": json.loads(choice.read_text()) if choice.exists() else None,
+                  "checkpoint": None}
         try:
-            checkpoint = trainer.checkpoint_to_use()
+            result["checkpoint"] = str(trainer.checkpoint_to_use())
         except RefineError as error:
+            stage.log(str(error))
+        return result
+
+    def _refine(self, stage: Stage) -> dict[str, Any]:
+        from synthreid.refine.apply import refine_dataset
+
+        refiner, source = (self._result(needed) for needed in stage.inputs)
+        result = {key: value for key, value in refiner.items() if key != "checkpoint"}
+        if refiner["checkpoint"] is None:
             # The refiner is judged, not failed: its branch of the matrix ends here (every
             # model of its images is left out, and says why) while the other rows go on.
-            stage.log(str(error))
             self.say(f"{stage.name}: no checkpoint kept identity; the models of its images "
-                     f"are left out (see {result['checkpoints']})")
-            return result
+                     f"are left out (see {refiner['checkpoints']})")
+            return {**result, "dataset": None}
         refined = stage.folder / "dataset"
-        written = refine_dataset(checkpoint, source, refined)
-        stage.log(f"refined {written.refined} images with {checkpoint.name} "
+        written = refine_dataset(refiner["checkpoint"], source["dataset"], refined)
+        stage.log(f"refined {written.refined} images with {refiner['checkpoint']} "
                   f"({written.skipped} already there)")
         return {**result, "dataset": f"synthetic:{refined}"}
 

@@ -36,8 +36,8 @@ def _last_line(log: Path) -> str:
 
 # Rough minutes a stage of each kind takes at the shipped sizes on a small CPU (README: stage
 # wall times); only their order and ratios matter, to find the longest chains.
-TYPICAL_MINUTES = {"refine": 30.0, "model": 10.0, "generate": 5.0, "masks": 0.5,
-                   "evaluate": 0.5}
+TYPICAL_MINUTES = {"refiner": 30.0, "model": 10.0, "generate": 5.0, "refine": 1.0,
+                   "masks": 0.5, "evaluate": 0.5}
 
 
 def _critical_path(table: list[dict]) -> dict[str, float]:

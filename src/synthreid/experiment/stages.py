@@ -48,14 +48,17 @@ def versions() -> dict[str, str]:
 #   evaluate 3: ranked retrieval lists of a few fixed queries kept with the scores
 #   refine 4 (every method): identity scored with every probe image as a query; realism is
 #            `synthreid fit`'s distance relative to the unrefined images
-CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refine-cyclegan": 4,
-                                 "refine-ptgan": 4, "refine-cut": 4, "refine-spgan": 4,
-                                 "model": 2, "evaluate": 3}
+#   refine 5: training (`refiner-M`, which keeps the numbers above) and applying (`refine`) are
+#            stages of their own; crops are translated at their own aspect ratio, not squeezed
+#            to the refiner's size and back
+CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refiner-cyclegan": 4,
+                                 "refiner-ptgan": 4, "refiner-cut": 4, "refiner-spgan": 4,
+                                 "refine": 5, "model": 2, "evaluate": 3}
 
 
 def code_version(kind: str, settings: dict[str, Any]) -> int:
-    if kind == "refine":
-        return CODE_VERSIONS[f"refine-{settings['method']}"]
+    if kind == "refiner":
+        return CODE_VERSIONS[f"refiner-{settings['method']}"]
     return CODE_VERSIONS[kind]
 
 
