@@ -36,7 +36,6 @@ from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.torch_files import read_torch_file
 from synthreid.typed import validate_model
 
-
 MIN_WIDTH = 16  # pixels into G: 4 after its two stride-2 stages, room for its mirror padding
 
 
