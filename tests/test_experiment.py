@@ -603,7 +603,7 @@ def test_independent_stages_run_at_once_in_two_processes_then_the_rest(uninterru
     assert sorted(name for name, row in stages.items() if not row["needs"]) == [
         "evaluate-hsv-on-real", "generate-IV", "masks-real", "model-real"]
     free = ["generate-IV", "masks-real"]
-    refused = subprocess.run([*base, "--stage", "refine-IV-ptgan"], capture_output=True,
+    refused = subprocess.run([*base, "--stage", "refiner-IV-ptgan"], capture_output=True,
                              text=True)
     assert refused.returncode == 2
     assert "needs generate-IV, masks-real finished first" in refused.stderr
