@@ -341,18 +341,17 @@ class Experiment:
         from synthreid.refine.apply import refine_dataset
 
         refiner, source = (self._result(needed) for needed in stage.inputs)
-        result = {key: value for key, value in refiner.items() if key != "checkpoint"}
         if refiner["checkpoint"] is None:
             # The refiner is judged, not failed: its branch of the matrix ends here (every
             # model of its images is left out, and says why) while the other rows go on.
             self.say(f"{stage.name}: no checkpoint kept identity; the models of its images "
                      f"are left out (see {refiner['checkpoints']})")
-            return {**result, "dataset": None}
+            return {**refiner, "dataset": None}
         refined = stage.folder / "dataset"
         written = refine_dataset(refiner["checkpoint"], source["dataset"], refined)
         stage.log(f"refined {written.refined} images with {refiner['checkpoint']} "
                   f"({written.skipped} already there)")
-        return {**result, "dataset": f"synthetic:{refined}"}
+        return {**refiner, "dataset": f"synthetic:{refined}"}
 
     # -- re-id ------------------------------------------------------------------------------
 
