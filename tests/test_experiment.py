@@ -239,6 +239,21 @@ def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
             "evaluate-finetuned-refined-IV-ptgan-on-real"} <= moved
 
 
+def test_real_seeds_off_trains_the_real_model_once(tmp_path):
+    """`reid.real_seeds: false`: the extra seeds repeat every model but the real-only one."""
+    from synthreid.experiment.matrix import plan_experiment
+
+    reid = {**TINY["reid"], "seeds": [3]}
+    every = load_experiment_config(write_config(tmp_path, tmp_path / "real", reid=reid))
+    once = load_experiment_config(write_config(tmp_path, tmp_path / "real",
+                                               reid={**reid, "real_seeds": False}))
+    every_names = {s.name for s in plan_experiment(every, tmp_path).stages}
+    once_names = {s.name for s in plan_experiment(once, tmp_path).stages}
+    assert every_names - once_names == {"model-real-seed3", "evaluate-real-seed3-on-real"}
+    assert {"model-real", "model-generated-IV-seed3", "model-mixed-generated-IV-seed3"} \
+        <= once_names
+
+
 def test_training_seeds_repeat_every_model_on_the_same_data(tmp_path):
     """`reid.seeds`: each model (and each score of it) again per extra seed, on the renders and
     refiners of the experiment's seed; the experiment's seed keeps its stages' names and keys."""

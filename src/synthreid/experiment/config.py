@@ -51,6 +51,9 @@ class Reid(Strict):
     # (renders, and refiners unless refiners.per_seed, keep the experiment's seed), so a table
     # says how far one seed moves a row. The experiment's `seed` is always the first.
     seeds: list[int] = Field(default_factory=list)
+    # Off: the real-only model trains once, with the experiment's seed, when a comparison needs
+    # only the generated models' spread (the real model is often the longest training).
+    real_seeds: bool = True
 
     @model_validator(mode="after")
     def _distinct(self) -> Reid:

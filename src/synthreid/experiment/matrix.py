@@ -137,7 +137,7 @@ def _plan_models(plan: Plan, config: ExperimentConfig, root: Path, datasets: dic
 
     for name, made_by in datasets.items():
         add_model(name, {**reid, "data": "synthetic"}, [made_by])
-    if config.real:
+    if config.real and (seed == config.seed or config.reid.real_seeds):
         real_settings = deep_merge(reid, {"settings": config.reid.real})
         add_model(REAL, {**real_settings, "data": "real", "real": real}, [])
     finetune = deep_merge(reid, {"settings": config.reid.finetune})
