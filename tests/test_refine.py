@@ -14,6 +14,7 @@ from synthreid.errors import RefineError
 from synthreid.refine import losses
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.cut import encode, nce_layers, patch_nce
+from synthreid.refine.data import to_image
 from synthreid.refine.networks import PatchDiscriminator, ResidualBlock, ResnetGenerator
 from synthreid.refine.pool import ImagePool
 from synthreid.refine.train import RefinerTrainer
@@ -348,3 +349,47 @@ def test_refine_scales_only_crops_of_another_height(tmp_path, monkeypatch):
     assert np.array_equal(np.asarray(Image.open(unscaled)),
                           np.asarray(Image.open(tmp_path / "out" / "bounding_box_train" /
                                                 unscaled.name)))
+
+
+def test_aspect_keep_trains_g_at_each_images_own_width(domains, tmp_path, monkeypatch):
+    # The toy people are 48x32 (2:3). At a 96-pixel refiner, "squeeze" widens nothing and
+    # narrows them to 32; "keep" scales them to 96x64, as `refine` would apply G.
+    squeezed = RefinerTrainer(toy_config(domains, tmp_path / "squeeze", height=96, width=32))
+    assert squeezed.a.load([0])[0].shape == (1, 3, 96, 32)
+    config = toy_config(domains, tmp_path / "keep", height=96, width=32, aspect="keep",
+                        method="ptgan", iterations=4, log_every=2, sample_every=4)
+    trainer = RefinerTrainer(config)
+    image, mask = trainer.a.load([0])
+    assert image.shape == (1, 3, 96, 64) and mask.shape == (1, 1, 96, 64)
+    with Image.open(trainer.a.records[0].path) as source:
+        expected = np.asarray(source.convert("RGB").resize((64, 96), Image.BICUBIC))
+    assert np.array_equal(np.asarray(to_image(image[0])), expected)
+    seen = []
+    forward = ResnetGenerator.forward
+    monkeypatch.setattr(ResnetGenerator, "forward",
+                        lambda self, x: seen.append(tuple(x.shape[-2:])) or forward(self, x))
+    trainer.fit()
+    assert set(seen) == {(96, 64)}
+    with Image.open(tmp_path / "keep" / "samples" / "iteration-0000004.png") as grid:
+        assert grid.size == (4 * 64, 6 * 96)  # a column is as wide as its widest image
+    with pytest.raises(ValueError, match="aspect keep: .*batch_size must be 1, got 2"):
+        toy_config(domains, tmp_path / "k2", aspect="keep", batch_size=2)
+
+
+def test_aspect_keep_pads_narrow_images_for_the_critic_and_masks_with_zeros(tmp_path):
+    from synthreid.refine.data import MIN_CRITIC_WIDTH, Domain
+    narrow = _crops(tmp_path / "crops", [(18, 64), (46, 128)])
+    masks = tmp_path / "crops" / "masks"
+    masks.mkdir()
+    for path in sorted((narrow / "bounding_box_train").glob("*.png")):
+        with Image.open(path) as image:
+            Image.new("L", image.size, 255).save(masks / path.name)
+    domain = Domain(read_dataset("synthetic", narrow).train, 64, 32, keep_aspect=True)
+    image, mask = domain.load([0])  # 18 wide: mirror-padded to the critic's 32
+    assert image.shape[-1] == MIN_CRITIC_WIDTH and mask.shape[-1] == MIN_CRITIC_WIDTH
+    assert mask[..., :7].sum() == 0 and mask[..., 7:25].all() and mask[..., 25:].sum() == 0
+    assert torch.equal(image[..., 6], image[..., 8])  # mirrored about the first real column
+    wide, _ = domain.load([1])  # 46x128 at height 64: 23 wide, also padded to 32
+    assert wide.shape == (1, 3, 64, 32)
+    with pytest.raises(RefineError, match="one at a time, not 2"):
+        domain.load([0, 1])

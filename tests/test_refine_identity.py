@@ -267,3 +267,28 @@ def test_a_residual_generator_starts_as_the_identity_and_keeps_the_person(sets, 
     kept = residual.checkpoint_rows[-1]
     assert kept["kept_identity"] and kept["identity_cross"] >= 80
     assert residual.checkpoint_to_use().name == "chosen.pt"
+
+
+def test_aspect_keep_judges_g_at_each_images_own_width(sets, tmp_path):
+    # A refiner 48 wide squeezes these 64x32 people; with aspect keep, G sees them as `refine`
+    # applies it: 32 wide.
+    generated, camera = sets
+    dataset = open_dataset(f"synthetic:{generated}")
+    probe = IdentityProbe(dataset.train, dataset.validation, H, 48, 10, 0, torch.device("cpu"),
+                          tmp_path / "judge.pt", RealismMeter(images_of(camera)),
+                          keep_aspect=True)
+    assert [tuple(image.shape) for image in probe.images] == [(3, H, W)] * 40
+    seen = []
+    kept = probe.score(lambda images: seen.append(images.shape[-1]) or images)
+    assert set(seen) == {W} and kept == probe.baseline and kept.realism == pytest.approx(1.0)
+    mean = images_of(camera).mean(0, keepdim=True)
+    erased = probe.score(lambda images: mean.expand(len(images), -1, -1, -1))
+    assert erased.identity_refined == 0.0
+    config = RefinerConfig(source=f"synthetic:{generated}", target=f"synthetic:{camera}",
+                           out=str(tmp_path / "run"), height=H, width=48, ngf=8, ndf=8,
+                           iterations=2, checkpoint_every=2, sample_every=2, log_every=2,
+                           identity_ids=10, identity_margin=100, aspect="keep")
+    trainer = RefinerTrainer(config)
+    trainer.fit()
+    assert [tuple(image.shape) for image in trainer.probe.images] == [(3, H, W)] * 40
+    assert json.loads((tmp_path / "run" / "choice.json").read_text())["chosen"]["iteration"] == 2

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from synthreid.datasets import open_dataset
@@ -31,13 +30,18 @@ from synthreid.errors import RefineError
 from synthreid.made_by import MARKER, claim_folder, file_digest
 from synthreid.progress import Reporter, report
 from synthreid.refine.config import RefinerConfig
-from synthreid.refine.data import to_image, to_tensor
+from synthreid.refine.data import (
+    MIN_GENERATOR_WIDTH,
+    pad_to_width,
+    refiner_width,
+    scale_to_height,
+    to_image,
+    to_tensor,
+)
 from synthreid.refine.method import build_generator
 from synthreid.refine.networks import CHANNELS_LAST
 from synthreid.torch_files import read_torch_file
 from synthreid.typed import validate_model
-
-MIN_WIDTH = 16  # pixels into G: 4 after its two stride-2 stages, room for its mirror padding
 
 
 @dataclass
@@ -91,11 +95,6 @@ def refine_dataset(checkpoint: str | Path, data: str, out: str | Path, batch_siz
                         copied=copied)
 
 
-def refiner_width(size: tuple[int, int], height: int) -> int:
-    """The width of a (width, height) crop scaled to the refiner's `height`, aspect kept."""
-    return max(1, round(size[0] * height / size[1]))
-
-
 def _batches(paths: list[Path], height: int, batch_size: int) -> list[list[Path]]:
     """Images of one width at the refiner's height batch together (in path order within)."""
     by_width: dict[int, list[Path]] = {}
@@ -115,22 +114,14 @@ def _translate(generator, arithmetic, paths: list[Path],
         with Image.open(path) as image:
             sizes.append(image.size)
             formats.append(image.format)
-            picture = image.convert("RGB")
-        scaled = (refiner_width(picture.size, height), height)
-        if picture.size != scaled:
-            picture = picture.resize(scaled, Image.BICUBIC)
+            picture = scale_to_height(image.convert("RGB"), height)
         pixels.append(to_tensor(np.asarray(picture)))
     batch = torch.stack(pixels)
     width = batch.shape[-1]
-    # Two stride-2 stages need a multiple of 4, and G's own 3-pixel mirror padding a few
-    # pixels after them; mirrored pixels, not zeros: G never saw black borders.
-    pad = max(MIN_WIDTH, width + -width % 4) - width
-    if pad:
-        mode = "reflect" if pad < width else "replicate"
-        batch = F.pad(batch, (pad // 2, pad - pad // 2, 0, 0), mode=mode)
+    batch, left = pad_to_width(batch, MIN_GENERATOR_WIDTH)
     with torch.no_grad(), arithmetic.autocast():
         refined = generator(arithmetic.images(batch)).float()
-    refined = refined[..., pad // 2:pad // 2 + width]
+    refined = refined[..., left:left + width]
     images = [to_image(image) for image in refined]
     return [(image if image.size == size else image.resize(size, Image.BICUBIC), image_format)
             for image, size, image_format in zip(images, sizes, formats)]

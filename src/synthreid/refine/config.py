@@ -26,6 +26,10 @@ class RefinerConfig(Strict):
     ngf: int = Field(64, ge=8)
     ndf: int = Field(64, ge=8)
     batch_size: int = Field(1, ge=1)
+    # "squeeze": every image resized to height x width. "keep": scaled to `height` at its own
+    # aspect ratio (data.py), as `refine` applies G; one image a step (batch_size 1), each at
+    # its own width, and the identity and realism checks judge G at that geometry too.
+    aspect: Literal["squeeze", "keep"] = "squeeze"
     iterations: int = Field(20000, ge=1, le=MAX_ITERATIONS)
     decay_from: float = Field(0.5, ge=0, le=1)  # fraction of iterations at the full rate
     lr: float = Field(2e-4, gt=0)
@@ -59,6 +63,9 @@ class RefinerConfig(Strict):
         if self.height % 4 or self.width % 4:
             raise ValueError(f"height and width must be multiples of 4 (two stride-2 stages), "
                              f"got {self.height}x{self.width}")
+        if self.aspect == "keep" and self.batch_size != 1:
+            raise ValueError(f"aspect keep: images of their own widths train one at a time; "
+                             f"batch_size must be 1, got {self.batch_size}")
         if self.identity_weight is None:
             object.__setattr__(self, "identity_weight", 0.0 if self.method == "ptgan" else 0.5)
         return self

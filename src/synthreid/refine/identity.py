@@ -26,7 +26,7 @@ from torch import nn
 
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import RefineError
-from synthreid.refine.data import load_image
+from synthreid.refine.data import MIN_GENERATOR_WIDTH, load_image, load_kept, pad_to_width
 from synthreid.seeds import RunStream
 from synthreid.torch_files import read_torch_file, save_checkpoint
 
@@ -52,10 +52,19 @@ class IdentityJudge(nn.Module):
         return self.classifier(self.features(images))
 
     @torch.no_grad()
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        resized = nn.functional.interpolate(images.float(), size=JUDGE_SIZE, mode="bilinear",
-                                            align_corners=False, antialias=True)
-        return nn.functional.normalize(self.features(resized), dim=1)
+    def embed(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """Unit features of a batch, or of a list of (3, H, W) images of any widths."""
+        if isinstance(images, list):
+            images = torch.cat([self._resized(image[None]) for image in images])
+        else:
+            images = self._resized(images)
+        device = next(self.parameters()).device
+        return nn.functional.normalize(self.features(images.to(device)), dim=1)
+
+    @staticmethod
+    def _resized(images: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(images.float(), size=JUDGE_SIZE, mode="bilinear",
+                                         align_corners=False, antialias=True)
 
 
 def _groups(records: list[ImageRecord]) -> dict[int, list[ImageRecord]]:
@@ -148,14 +157,18 @@ class IdentityProbe:
 
     def __init__(self, train: list[ImageRecord], validation: list[ImageRecord], height: int,
                  width: int, ids: int, seed: int, device: torch.device, judge_file: Path,
-                 realism) -> None:
+                 realism, keep_aspect: bool = False) -> None:
+        """The probe images are squeezed to height x width, or with `keep_aspect` kept at their
+        own aspect (as `refine` applies G) and translated a width at a time."""
         self.device, self.realism = device, realism
         judge_records, probe = split_probe(train, validation, ids, seed)
         self.judge = self._judge(judge_records, seed, judge_file)
-        self.images = torch.stack([load_image(r.path, height, width) for r in probe])
+        self.images: torch.Tensor | list[torch.Tensor] = (
+            [load_kept(r.path, height) for r in probe] if keep_aspect else
+            torch.stack([load_image(r.path, height, width) for r in probe]))
         self.pids = torch.tensor([r.pid for r in probe], device=device)
         self.ids = len({r.pid for r in probe})
-        self.unrefined = self.judge.embed(self.images.to(device))
+        self.unrefined = self.judge.embed(self.images)
         if realism is not None:
             realism.calibrate(self.images)  # the unrefined probe images are realism 1
         self.baseline = self.score(lambda images: images)
@@ -177,7 +190,7 @@ class IdentityProbe:
     def score(self, refine) -> IdentityScores:
         """Scores of `refine` (images in [-1, 1] to refined images in [-1, 1])."""
         refined = self._refine(refine, self.images)
-        features = self.judge.embed(refined.to(self.device))
+        features = self.judge.embed(refined)
         realism = self.realism.distance(refined) if self.realism is not None else float("nan")
         return IdentityScores(
             rank1(features, features, self.pids, self.pids, exclude_same_index=True),
@@ -185,9 +198,23 @@ class IdentityProbe:
             realism)
 
     @staticmethod
-    def _refine(refine, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([refine(images[i:i + 16]).float().cpu()
-                          for i in range(0, len(images), 16)])
+    def _refine(refine, images: torch.Tensor | list[torch.Tensor]):
+        if isinstance(images, torch.Tensor):
+            return torch.cat([refine(images[i:i + 16]).float().cpu()
+                              for i in range(0, len(images), 16)])
+        by_width: dict[int, list[int]] = defaultdict(list)
+        for n, image in enumerate(images):
+            by_width[image.shape[-1]].append(n)
+        refined: list[torch.Tensor] = [images[0]] * len(images)
+        for width, group in by_width.items():
+            for start in range(0, len(group), 16):
+                chunk = group[start:start + 16]
+                padded, left = pad_to_width(torch.stack([images[n] for n in chunk]),
+                                            MIN_GENERATOR_WIDTH)
+                out = refine(padded).float().cpu()[..., left:left + width]
+                for n, image in zip(chunk, out):
+                    refined[n] = image
+        return refined
 
 
 def keeps_identity(identity_refined: float, baseline: float, margin: float) -> bool:

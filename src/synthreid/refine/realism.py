@@ -12,21 +12,22 @@ import torch
 from synthreid.evaluate.realism import Objective
 
 
-def to_crops(images: torch.Tensor) -> list[np.ndarray]:
-    """Images (N, 3, H, W) in [-1, 1] as the RGB uint8 crops the distance reads."""
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
+def to_crops(images: torch.Tensor | list[torch.Tensor]) -> list[np.ndarray]:
+    """Images (N, 3, H, W), or a list of (3, H, W) of any widths, in [-1, 1] as the RGB uint8
+    crops the distance reads."""
+    return [((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            .permute(1, 2, 0).cpu().numpy() for image in images]
 
 
 class RealismMeter:
     """The target's description, computed once; `calibrate(unrefined)` sets the 1, then
     `distance(images)` for any set of images."""
 
-    def __init__(self, target_images: torch.Tensor) -> None:
+    def __init__(self, target_images: torch.Tensor | list[torch.Tensor]) -> None:
         self.objective = Objective("combined", to_crops(target_images))
 
-    def calibrate(self, unrefined: torch.Tensor) -> None:
+    def calibrate(self, unrefined: torch.Tensor | list[torch.Tensor]) -> None:
         self.objective.calibrate(to_crops(unrefined))
 
-    def distance(self, images: torch.Tensor) -> float:
+    def distance(self, images: torch.Tensor | list[torch.Tensor]) -> float:
         return self.objective.distance(to_crops(images)) / len(self.objective.measures)

@@ -53,8 +53,9 @@ class RefinerTrainer:
         self.arithmetic = arithmetic or compute(channels_last=CHANNELS_LAST)
         self.device = self.arithmetic.device
         torch.manual_seed(config.seed)
-        self.a = Domain(training_records(config.source), config.height, config.width)
-        self.b = Domain(training_records(config.target), config.height, config.width)
+        keep = config.aspect == "keep"
+        self.a = Domain(training_records(config.source), config.height, config.width, keep)
+        self.b = Domain(training_records(config.target), config.height, config.width, keep)
         if (config.method == "ptgan" or config.colour_weight > 0) and not self.a.has_masks:
             what = "PTGAN" if config.method == "ptgan" else "colour_weight > 0"
             raise RefineError(f"{config.source}: {what} needs person masks for the generated "
@@ -217,13 +218,13 @@ class RefinerTrainer:
         config = self.config
         rng = np.random.default_rng([config.seed, RunStream.IDENTITY_CHECK])
         count = min(REALISM_IMAGES, len(self.b.records))
-        target, _ = self.b.load(sorted(rng.choice(len(self.b.records), count,
-                                                  replace=False).tolist()))
+        chosen = sorted(rng.choice(len(self.b.records), count, replace=False).tolist())
+        target = [self.b.load_one(index)[0] for index in chosen]
         validation = open_dataset(config.source, check_images=False).validation
         return IdentityProbe(self.a.records, validation, config.height, config.width,
                              config.identity_ids,
                              config.seed, self.device, self.out / "identity-judge.pt",
-                             RealismMeter(target))
+                             RealismMeter(target), keep_aspect=config.aspect == "keep")
 
     @torch.no_grad()
     def judge_checkpoint(self, writer=None) -> dict:
@@ -270,17 +271,21 @@ class RefinerTrainer:
     def sample_grid(self) -> Path:
         """The method's sample rows for the first images of each domain (CycleGAN: a, G(a),
         F(G(a)), b, F(b), G(F(b)); CUT: a, G(a), b, G(b); PTGAN tints M(a) on the first)."""
-        count_a, count_b = min(SAMPLES, len(self.a.records)), min(SAMPLES, len(self.b.records))
-        a, mask_a = self.a.load(list(range(count_a)))
-        b, _ = self.b.load(list(range(count_b)))
-        a, b = self.arithmetic.images(a), self.arithmetic.images(b)
-        with self.arithmetic.autocast():
-            rows = self.method.sample_rows(a, mask_a, b)
-        h, w = self.config.height, self.config.width
-        grid = Image.new("RGB", (w * SAMPLES, h * len(rows)), (255, 255, 255))
-        for r, row in enumerate(rows):
-            for c, image in enumerate(row):
-                grid.paste(to_image(image), (c * w, r * h))
+        columns = min(SAMPLES, len(self.a.records), len(self.b.records))
+        cells = []  # per column, its images top to bottom (one a and one b: widths may differ)
+        for c in range(columns):
+            a, mask_a = self.a.load([c])
+            b, _ = self.b.load([c])
+            with self.arithmetic.autocast():
+                rows = self.method.sample_rows(self.arithmetic.images(a), mask_a,
+                                               self.arithmetic.images(b))
+            cells.append([to_image(row[0]) for row in rows])
+        h = self.config.height
+        w = max(self.config.width, *(image.width for column in cells for image in column))
+        grid = Image.new("RGB", (w * SAMPLES, h * len(cells[0])), (255, 255, 255))
+        for c, column in enumerate(cells):
+            for r, image in enumerate(column):
+                grid.paste(image, (c * w, r * h))
         path = self.out / "samples" / f"iteration-{self.iteration:07d}.png"
         with atomic.atomic_path(path) as tmp:
             grid.save(tmp)
