@@ -2,6 +2,7 @@
 and refinement, feature extraction, and Cycles rendering.
 
     python benchmarks/speed_table.py [--parts reid,refine,features,render] [--steps 4]
+    python benchmarks/speed_table.py --profile   # where a training step's time goes
 
 Old: fp32, NCHW (what every CPU run did before precision and layout were chosen per device).
 New: what `synthreid.device.compute()` chooses here (bf16 autocast only where the hardware has
@@ -61,6 +62,40 @@ def reid_step(backbone: str, height: int, width: int, arithmetic: Compute, batch
         loss.backward()
         optimizer.step()
     return step
+
+
+def profile(step, name: str, steps: int, top: int = 10) -> None:
+    """The ops that take a step's time on the new path: each op's share of the self CPU time
+    of `steps` steps after a warm-up, and the share of all convolutions (forward and backward),
+    the arithmetic a faster number format or layout would have to speed up."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            step()
+    ops = profiler.key_averages()
+    total = sum(op.self_cpu_time_total for op in ops)
+    convolution = sum(op.self_cpu_time_total for op in ops if "conv" in op.key)
+    print(f"  profile, {name}: {total / steps / 1e6:.2f} s a step; convolutions "
+          f"{100 * convolution / total:.0f}% of it; the largest ops:")
+    for op in sorted(ops, key=lambda op: -op.self_cpu_time_total)[:top]:
+        print(f"    {op.key:44} {100 * op.self_cpu_time_total / total:5.1f}%")
+
+
+def profile_part(new: Compute, steps: int, tmp: Path) -> None:
+    from synthreid.refine.config import RefinerConfig
+    from synthreid.refine.train import RefinerTrainer
+
+    profile(reid_step("inception", 128, 64, new, 64), "re-id step inception 128x64 b64", steps)
+    source = write_set(tmp / "a", 128, 64, 64, 0)
+    target = write_set(tmp / "b", 128, 64, 64, 1)
+    refiner = RefinerTrainer(RefinerConfig(
+        source=f"synthetic:{source}", target=f"synthetic:{target}", out=str(tmp / "profile"),
+        height=128, width=64, blocks=6, batch_size=1, iterations=10**6), new)
+    counter = iter(range(10**6))
+    profile(lambda: refiner.step(next(counter)), "refiner cyclegan 128x64 b1", steps * 2)
 
 
 def reid_part(old: Compute, new: Compute, steps: int) -> None:
@@ -213,6 +248,9 @@ def main() -> None:
     parser.add_argument("--parts", default="reid,refine,features,render")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--samples", type=int, default=4, help="the denoised renders' samples")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table: where a re-id step's and a refiner "
+                             "iteration's time goes on the new path")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     old = Compute(torch_device(), torch.float32, channels_last=False)
@@ -220,9 +258,12 @@ def main() -> None:
     print(f"old: {old.describe()}; new: {new.describe()}; "
           f"{torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}")
-    print("| measurement | old | new | new/old | unit |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.profile:
+            profile_part(new, args.steps, tmp)
+            return
+        print("| measurement | old | new | new/old | unit |\n|---|---|---|---|---|")
         if "reid" in parts:
             reid_part(old, new, args.steps)
         if "refine" in parts:
