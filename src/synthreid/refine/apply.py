@@ -31,12 +31,11 @@ from synthreid.made_by import MARKER, claim_folder, file_digest
 from synthreid.progress import Reporter, report
 from synthreid.refine.config import RefinerConfig
 from synthreid.refine.data import (
-    MIN_GENERATOR_WIDTH,
-    pad_to_width,
     refiner_width,
     scale_to_height,
     to_image,
     to_tensor,
+    translate_padded,
 )
 from synthreid.refine.method import build_generator
 from synthreid.refine.networks import CHANNELS_LAST
@@ -116,12 +115,9 @@ def _translate(generator, arithmetic, paths: list[Path],
             formats.append(image.format)
             picture = scale_to_height(image.convert("RGB"), height)
         pixels.append(to_tensor(np.asarray(picture)))
-    batch = torch.stack(pixels)
-    width = batch.shape[-1]
-    batch, left = pad_to_width(batch, MIN_GENERATOR_WIDTH)
     with torch.no_grad(), arithmetic.autocast():
-        refined = generator(arithmetic.images(batch)).float()
-    refined = refined[..., left:left + width]
+        refined = translate_padded(lambda batch: generator(arithmetic.images(batch)).float(),
+                                   torch.stack(pixels))
     images = [to_image(image) for image in refined]
     return [(image if image.size == size else image.resize(size, Image.BICUBIC), image_format)
             for image, size, image_format in zip(images, sizes, formats)]

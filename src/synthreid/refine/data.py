@@ -71,13 +71,6 @@ def load_kept(path, height: int) -> torch.Tensor:
         return to_tensor(np.asarray(scale_to_height(image.convert("RGB"), height)))
 
 
-def load_mask_kept(path, size: tuple[int, int]) -> torch.Tensor:
-    """A mask at (width, height) `size`, its image's size at the refiner's height."""
-    with Image.open(path) as mask:
-        resized = mask.convert("L").resize(size, Image.NEAREST)
-    return torch.from_numpy((np.asarray(resized) > 127).astype(np.float32))[None]
-
-
 def pad_to_width(images: torch.Tensor, minimum: int) -> tuple[torch.Tensor, int]:
     """(images mirror-padded on both sides to a multiple of 4 of at least `minimum` pixels, the
     left padding): G's two stride-2 stages need a multiple of 4, the 70x70 PatchGAN 32 pixels.
@@ -88,6 +81,14 @@ def pad_to_width(images: torch.Tensor, minimum: int) -> tuple[torch.Tensor, int]
         mode = "reflect" if pad < width else "replicate"
         images = F.pad(images, (pad // 2, pad - pad // 2, 0, 0), mode=mode)
     return images, pad // 2
+
+
+def translate_padded(translate, images: torch.Tensor) -> torch.Tensor:
+    """`translate` (a generator, or any images-to-images function) applied to images of one
+    width, padded for G (`pad_to_width`) and cut back to that width."""
+    width = images.shape[-1]
+    padded, left = pad_to_width(images, MIN_GENERATOR_WIDTH)
+    return translate(padded)[..., left:left + width]
 
 
 @dataclass
@@ -109,8 +110,7 @@ class Domain:
         record = self.records[index]
         if self.keep_aspect:
             image = load_kept(record.path, self.height)
-            size = (image.shape[-1], image.shape[-2])
-            mask = load_mask_kept(record.mask, size) if self.has_masks else None
+            mask = load_mask(record.mask, *image.shape[-2:]) if self.has_masks else None
         else:
             image = load_image(record.path, self.height, self.width)
             mask = load_mask(record.mask, self.height, self.width) if self.has_masks else None

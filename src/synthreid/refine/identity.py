@@ -26,7 +26,7 @@ from torch import nn
 
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import RefineError
-from synthreid.refine.data import MIN_GENERATOR_WIDTH, load_image, load_kept, pad_to_width
+from synthreid.refine.data import load_image, load_kept, translate_padded
 from synthreid.seeds import RunStream
 from synthreid.torch_files import read_torch_file, save_checkpoint
 
@@ -206,13 +206,11 @@ class IdentityProbe:
         for n, image in enumerate(images):
             by_width[image.shape[-1]].append(n)
         refined: list[torch.Tensor] = [images[0]] * len(images)
-        for width, group in by_width.items():
+        for group in by_width.values():
             for start in range(0, len(group), 16):
                 chunk = group[start:start + 16]
-                padded, left = pad_to_width(torch.stack([images[n] for n in chunk]),
-                                            MIN_GENERATOR_WIDTH)
-                out = refine(padded).float().cpu()[..., left:left + width]
-                for n, image in zip(chunk, out):
+                out = translate_padded(refine, torch.stack([images[n] for n in chunk]))
+                for n, image in zip(chunk, out.float().cpu()):
                     refined[n] = image
         return refined
 

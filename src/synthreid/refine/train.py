@@ -224,7 +224,7 @@ class RefinerTrainer:
         return IdentityProbe(self.a.records, validation, config.height, config.width,
                              config.identity_ids,
                              config.seed, self.device, self.out / "identity-judge.pt",
-                             RealismMeter(target), keep_aspect=config.aspect == "keep")
+                             RealismMeter(target), keep_aspect=self.a.keep_aspect)
 
     @torch.no_grad()
     def judge_checkpoint(self, writer=None) -> dict:
