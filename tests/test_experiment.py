@@ -239,6 +239,29 @@ def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
             "evaluate-finetuned-refined-IV-ptgan-on-real"} <= moved
 
 
+def test_a_dataset_yamls_comments_leave_stage_keys_and_its_values_do_not(tmp_path):
+    """A real dataset given as a YAML names the stages that read it by its values: an edited
+    comment or a re-wrapped line reruns nothing; another test split reruns what reads it."""
+    from synthreid.experiment.matrix import plan_experiment
+
+    real = write_real(tmp_path / "real")
+    described = tmp_path / "real.yaml"
+
+    def keys(text: str) -> dict[str, str]:
+        described.write_text(text)
+        config = load_experiment_config(write_config(tmp_path, real), real=str(described))
+        return {s.name: s.key for s in plan_experiment(config, tmp_path).stages}
+
+    base = keys(f"layout: market1501\nroot: {real}\n")
+    assert keys(f"# our copy of the toy set\nlayout:   market1501\n\nroot: {real}  # here\n") \
+        == base
+    copy = shutil.copytree(real, tmp_path / "copy")
+    moved = keys(f"layout: market1501\nroot: {copy}\n")
+    assert {"model-real", "evaluate-generated-IV-on-real"} <= \
+        {n for n in base if moved[n] != base[n]}
+    assert moved["generate-IV"] == base["generate-IV"]
+
+
 def test_real_seeds_off_trains_the_real_model_once(tmp_path):
     """`reid.real_seeds: false`: the extra seeds repeat every model but the real-only one."""
     from synthreid.experiment.matrix import plan_experiment

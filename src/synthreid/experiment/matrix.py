@@ -52,10 +52,11 @@ class Plan:
 
 
 def _dataset_identity(spec: str) -> dict[str, Any]:
-    """What names a user's dataset in stage keys: its spec, and a YAML's contents."""
+    """What names a user's dataset in stage keys: its spec, and a YAML's parsed contents (an
+    edited comment or a re-wrapped line is the same dataset; a changed value is not)."""
     identity: dict[str, Any] = {"spec": spec}
     if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
-        identity["yaml"] = Path(spec).read_text()
+        identity["yaml"] = yaml.safe_load(Path(spec).read_text())
     return identity
 
 
