@@ -509,7 +509,8 @@ SHIPPED_EXPERIMENTS = sorted(p.name for p in (REPO / "experiments").glob("*.yaml
 
 def test_the_shipped_experiments_are_found():
     assert {"small.yaml", "small-iv.yaml", "levers.yaml", "refiners.yaml", "thesis.yaml",
-            "denoise.yaml", "refiners-keep.yaml"} <= set(SHIPPED_EXPERIMENTS)
+            "denoise.yaml", "refiners-keep.yaml", "scale-80.yaml", "scale-160.yaml"} <= set(
+        SHIPPED_EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", SHIPPED_EXPERIMENTS)
