@@ -81,7 +81,8 @@ def test_bf16_autocast_runs_a_convolution_in_bf16():
         memory_format=torch.channels_last)
 
 
-def test_channels_last_features_score_the_market_protocol_as_nchw(tmp_path):
+def test_features_score_the_market_protocol_as_fp32_nchw_ones_whatever_the_training_arithmetic(
+        tmp_path):
     dataset = read_dataset("market1501", write_toy_market(tmp_path / "toy", people=30))
     torch.manual_seed(0)
     model = ReidModel(ModelArgs(backbone="inception", embedding=0, features_after_bn=False),
@@ -95,7 +96,9 @@ def test_channels_last_features_score_the_market_protocol_as_nchw(tmp_path):
     with torch.no_grad():
         model.embed(images)
     scores, features = [], []
-    for arithmetic in (Compute(CPU, torch.float32, channels_last=False), compute(CPU)):
+    # bf16 forced: what `auto` picks on a CPU with native bf16 (and on CUDA), on any machine.
+    for arithmetic in (Compute(CPU, torch.float32, channels_last=False),
+                       Compute(CPU, torch.bfloat16, channels_last=True)):
         arithmetic.module(model)
         query, gallery = (extract_features(model, getattr(dataset, split), 128, 64, arithmetic)
                           for split in ("query", "gallery"))

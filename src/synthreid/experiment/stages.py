@@ -51,9 +51,11 @@ def versions() -> dict[str, str]:
 #   refine 5: training (`refiner-M`, which keeps the numbers above) and applying (`refine`) are
 #            stages of their own; crops are translated at their own aspect ratio, not squeezed
 #            to the refiner's size and back
+#   model 3, evaluate 4: features (validation each epoch, scores) in fp32 on every machine,
+#            not in bf16 where the hardware has it
 CODE_VERSIONS: dict[str, int] = {"generate": 1, "masks": 1, "refiner-cyclegan": 4,
                                  "refiner-ptgan": 4, "refiner-cut": 4, "refiner-spgan": 4,
-                                 "refine": 5, "model": 2, "evaluate": 3}
+                                 "refine": 5, "model": 3, "evaluate": 4}
 
 
 def code_version(kind: str, settings: dict[str, Any]) -> int:
