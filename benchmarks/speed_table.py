@@ -107,34 +107,47 @@ def reid_part(old: Compute, new: Compute, steps: int) -> None:
 
 
 def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
+    """Old against the new path's precision in both layouts (refiners use
+    `networks.CHANNELS_LAST`, chosen by these rows)."""
+    from dataclasses import replace
+
     from synthreid.refine.config import METHODS, RefinerConfig
+    from synthreid.refine.networks import CHANNELS_LAST
     from synthreid.refine.train import RefinerTrainer
 
     source = write_set(tmp / "a", 128, 64, 64, 0)
     target = write_set(tmp / "b", 128, 64, 64, 1)
+    layouts = {"NCHW": replace(new, channels_last=False),
+               "channels-last": replace(new, channels_last=True)}
+    used = "channels-last" if CHANNELS_LAST else "NCHW"
     for method in METHODS:
-        rates = []
-        for name, arithmetic in (("old", old), ("new", new)):
+        rates, trainers = {}, {}
+        for name, arithmetic in (("old", old), *layouts.items()):
             config = RefinerConfig(source=f"synthetic:{source}", target=f"synthetic:{target}",
                                    out=str(tmp / f"{method}-{name}"), method=method, height=128,
                                    width=64, blocks=6, batch_size=1, iterations=steps + 2)
-            trainer = RefinerTrainer(config, arithmetic)
+            trainers[name] = trainer = RefinerTrainer(config, arithmetic)
             counter = iter(range(10**6))
-            rates.append(rate(lambda trainer=trainer, counter=counter:
-                              trainer.step(next(counter)), 1, steps, warm=2))
-        row(f"refiner {method} 128x64 b1", "iterations/s", *rates)
+            rates[name] = rate(lambda trainer=trainer, counter=counter:
+                               trainer.step(next(counter)), 1, steps, warm=2)
+        for layout in layouts:
+            row(f"refiner {method} 128x64 b1, {layout}{' (used)' if layout == used else ''}",
+                "iterations/s", rates["old"], rates[layout])
         if method == "cyclegan":
-            generator = trainer.G.eval()
+            generator = trainers["old"].G.eval()
             batch = torch.rand(16, 3, 128, 64) * 2 - 1
-            refine_rates = []
-            for arithmetic in (old, new):
+            refine_rates = {}
+            for name, arithmetic in (("old", old), *layouts.items()):
                 arithmetic.module(generator)
 
                 def forward(arithmetic=arithmetic, generator=generator, batch=batch) -> None:
                     with torch.no_grad(), arithmetic.autocast():
                         generator(arithmetic.images(batch)).float()
-                refine_rates.append(rate(forward, 16, max(steps // 2, 1)))
-            row("refinement (generator) 128x64 b16", "images/s", *refine_rates)
+                refine_rates[name] = rate(forward, 16, max(steps // 2, 1))
+            for layout in layouts:
+                row(f"refinement (generator) 128x64 b16, {layout}"
+                    f"{' (used)' if layout == used else ''}", "images/s", refine_rates["old"],
+                    refine_rates[layout])
 
 
 def features_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
