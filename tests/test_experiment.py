@@ -241,7 +241,7 @@ def test_a_changed_setting_reruns_only_what_depends_on_it(tmp_path):
 
 def test_a_dataset_yamls_comments_leave_stage_keys_and_its_values_do_not(tmp_path):
     """A real dataset given as a YAML names the stages that read it by its values: an edited
-    comment or a re-wrapped line reruns nothing; another test split reruns what reads it."""
+    comment or a re-wrapped line reruns nothing; another root reruns what reads it."""
     from synthreid.experiment.matrix import plan_experiment
 
     real = write_real(tmp_path / "real")
