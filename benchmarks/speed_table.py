@@ -120,6 +120,7 @@ def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
     layouts = {"NCHW": replace(new, channels_last=False),
                "channels-last": replace(new, channels_last=True)}
     used = "channels-last" if CHANNELS_LAST else "NCHW"
+    labels = {layout: f"{layout}{' (used)' if layout == used else ''}" for layout in layouts}
     for method in METHODS:
         rates, trainers = {}, {}
         for name, arithmetic in (("old", old), *layouts.items()):
@@ -130,9 +131,9 @@ def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
             counter = iter(range(10**6))
             rates[name] = rate(lambda trainer=trainer, counter=counter:
                                trainer.step(next(counter)), 1, steps, warm=2)
-        for layout in layouts:
-            row(f"refiner {method} 128x64 b1, {layout}{' (used)' if layout == used else ''}",
-                "iterations/s", rates["old"], rates[layout])
+        for layout, label in labels.items():
+            row(f"refiner {method} 128x64 b1, {label}", "iterations/s", rates["old"],
+                rates[layout])
         if method == "cyclegan":
             generator = trainers["old"].G.eval()
             batch = torch.rand(16, 3, 128, 64) * 2 - 1
@@ -144,10 +145,9 @@ def refine_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
                     with torch.no_grad(), arithmetic.autocast():
                         generator(arithmetic.images(batch)).float()
                 refine_rates[name] = rate(forward, 16, max(steps // 2, 1))
-            for layout in layouts:
-                row(f"refinement (generator) 128x64 b16, {layout}"
-                    f"{' (used)' if layout == used else ''}", "images/s", refine_rates["old"],
-                    refine_rates[layout])
+            for layout, label in labels.items():
+                row(f"refinement (generator) 128x64 b16, {label}", "images/s",
+                    refine_rates["old"], refine_rates[layout])
 
 
 def features_part(old: Compute, new: Compute, steps: int, tmp: Path) -> None:
