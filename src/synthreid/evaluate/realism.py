@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from synthreid.conv import Conv2d
+
 STATISTICS_VERSION = 1  # bump when a statistic changes: cached distances are then stale
 
 
@@ -121,7 +123,7 @@ class RandomFeatures(torch.nn.Module):
         widths = (3, 32, 64, 128, 256)
         self.layers = torch.nn.ModuleList()
         for inputs, outputs in zip(widths, widths[1:]):
-            conv = torch.nn.Conv2d(inputs, outputs, 3, stride=2, padding=1)
+            conv = Conv2d(inputs, outputs, 3, stride=2, padding=1)
             with torch.no_grad():
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator)
                                   * (2 / (inputs * 9)) ** 0.5)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthreid.conv import Conv2d
 from synthreid.datasets.records import ImageRecord
 from synthreid.errors import RefineError
 from synthreid.refine.data import load_image, load_kept, translate_padded
@@ -43,7 +44,7 @@ class IdentityJudge(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for c_in, c_out, stride in ((3, 32, 2), (32, 64, 2), (64, 128, 2), (128, 128, 1)):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+            layers += [Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
                        nn.ReLU(True)]
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(128, classes)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from synthreid.conv import Conv2d
+
 # The memory layout the refiners train and refine in: NCHW, because channels-last made CycleGAN
 # and PTGAN training 20% slower on a CPU (instance norm and reflection padding convert back and
 # forth; benchmarks/speed_table.py measures both).
@@ -20,9 +22,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
+            nn.ReflectionPad2d(1), Conv2d(channels, channels, 3), _norm(channels),
             nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels))
+            nn.ReflectionPad2d(1), Conv2d(channels, channels, 3), _norm(channels))
 
     def forward(self, x):
         return x + self.body(x)
@@ -40,11 +42,11 @@ class ResnetGenerator(nn.Module):
                  residual: bool = False) -> None:
         super().__init__()
         self.residual = residual
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), _norm(ngf),
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), Conv2d(channels, ngf, 7), _norm(ngf),
                                    nn.ReLU(True)]
         width = ngf
         for _ in range(2):  # downsampling
-            layers += [nn.Conv2d(width, width * 2, 3, stride=2, padding=1), _norm(width * 2),
+            layers += [Conv2d(width, width * 2, 3, stride=2, padding=1), _norm(width * 2),
                        nn.ReLU(True)]
             width *= 2
         layers += [ResidualBlock(width) for _ in range(blocks)]
@@ -52,7 +54,7 @@ class ResnetGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1,
                                           output_padding=1), _norm(width // 2), nn.ReLU(True)]
             width //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7)]
+        layers += [nn.ReflectionPad2d(3), Conv2d(width, channels, 7)]
         if not residual:
             layers.append(nn.Tanh())
         self.model = nn.Sequential(*layers)
@@ -71,16 +73,16 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, channels: int = 3, ndf: int = 64, layers: int = 3) -> None:
         super().__init__()
-        parts: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, stride=2, padding=1),
+        parts: list[nn.Module] = [Conv2d(channels, ndf, 4, stride=2, padding=1),
                                   nn.LeakyReLU(0.2, True)]
         width = ndf
         for n in range(1, layers + 1):
             out = ndf * min(2 ** n, 8)
             stride = 2 if n < layers else 1
-            parts += [nn.Conv2d(width, out, 4, stride=stride, padding=1), _norm(out),
+            parts += [Conv2d(width, out, 4, stride=stride, padding=1), _norm(out),
                       nn.LeakyReLU(0.2, True)]
             width = out
-        parts += [nn.Conv2d(width, 1, 4, stride=1, padding=1)]
+        parts += [Conv2d(width, 1, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*parts)
         init_weights(self)
 

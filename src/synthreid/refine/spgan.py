@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from synthreid.conv import Conv2d
 from synthreid.refine import losses
 from synthreid.refine.cyclegan import CycleGAN
 from synthreid.refine.method import Terms
@@ -25,7 +26,7 @@ class SiameseNet(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for out in (width, 2 * width, 4 * width, 4 * width):
-            layers += [nn.Conv2d(channels, out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+            layers += [Conv2d(channels, out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
             channels = out
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                   nn.Linear(channels, embedding))
