@@ -24,8 +24,9 @@ def settle(out: Path, existing: list[str], asked: dict[str, Any], resume: bool, 
     """Check a run folder before a run starts; True when the run there is to be resumed.
 
     A folder holding a run is refused unless `resume` (its config.yaml must match `asked`, but
-    for `ignore`) or `overwrite` (its files are removed, where `remove`). A file at `out`, or a
-    folder holding other files and no run, is refused always: nothing a user made is touched."""
+    for `ignore`) or `overwrite` (its files are removed, where `remove`; else the caller removes
+    them with `clear`). A file at `out`, or a folder holding other files and no run, is refused
+    always: nothing a user made is touched."""
     usable_folder(out, error)
     if not existing and out.is_dir() and any(out.iterdir()):
         raise error(f"--out {out}: holds files that are not a run of this kind; choose an empty "
@@ -44,10 +45,15 @@ def settle(out: Path, existing: list[str], asked: dict[str, Any], resume: bool, 
         raise error(f"{out}: holds a run ({', '.join(existing)}); pass --resume to continue it "
                     f"or --overwrite to replace it")
     if existing and remove:
-        for name in existing:
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        clear(out, existing)
     return False
+
+
+def clear(out: Path, existing: list[str]) -> None:
+    """Remove an overwritten run's files (the names `existing_run` found)."""
+    for name in existing:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
 def write_log(path: Path, history: list[dict]) -> None:

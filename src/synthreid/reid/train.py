@@ -158,15 +158,18 @@ class Trainer:
     def open(self, resume: bool = False, overwrite: bool = False) -> bool:
         """Claim the run folder: refuse one that holds a run unless resuming (with the same
         settings) or overwriting. Returns True when a checkpoint was resumed."""
+        # Every rank judges the folder as it was before anyone wrote to it: a rank that looked
+        # after rank 0 had written config.yaml would see files that are not a run and refuse.
         existing = run_folder.existing_run(self.out, RUN_FILES)
-        self._barrier()  # every rank looks before rank 0 writes
         resuming = run_folder.settle(self.out, existing, self.config.model_dump(mode="json"),
-                                     resume, overwrite, ReidError, RUNTIME_ONLY,
-                                     remove=self.rank == 0)
-        resumed = resuming and self._load_last()
+                                     resume, overwrite, ReidError, RUNTIME_ONLY, remove=False)
+        self._barrier()
         if self.rank == 0:
+            if existing and not resuming:
+                run_folder.clear(self.out, existing)
             atomic.write_text(self.out / "config.yaml", dump_config(self.config))
         self._barrier()
+        resumed = resuming and self._load_last()
         self.opened = True
         return resumed
 
