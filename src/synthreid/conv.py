@@ -6,8 +6,8 @@ column wide and the horizontal stride is above one (PyTorch issue 169688). The w
 of the same convolution is wrong too. It reads memory it never wrote, so the result depends on
 what ran before: a fresh process often gets the right answer, and the same network after an
 fp32 pass gets NaN. Both memory layouts are affected. Small crops reach this shape: an
-Inception at 32x16, or ResNet-50 at 64x32, has a last stride-2 convolution whose output is
-one column wide.
+Inception at 32x16, or ResNet-50 at 64x32 with a last stride of 2, has a last stride-2
+convolution whose output is one column wide.
 
 The guard pads such an input on the right with `stride` zero columns, so the output is two
 columns wide, and keeps the first column. That column sees the same input as before: the
